@@ -1,0 +1,40 @@
+"""scconv-deploy: SCConv networks from PyTorch to verified ONNX and TensorRT artefacts."""
+
+from . import _logging  # noqa: F401  (installs the package logger's NullHandler)
+from .convert import ConvertedBlock, DeploySummary, deploy_summary, to_deploy
+from .errors import (
+    CheckpointError,
+    ConfigError,
+    ConversionError,
+    DependencyError,
+    EngineError,
+    ExportError,
+    ScconvDeployError,
+    VerificationError,
+)
+from .modules import CRU, SRU, VARIANTS, ExportCRU, ExportScConv, ExportSRU, ScConv, ScConvConfig
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CRU",
+    "SRU",
+    "VARIANTS",
+    "CheckpointError",
+    "ConfigError",
+    "ConversionError",
+    "ConvertedBlock",
+    "DependencyError",
+    "DeploySummary",
+    "EngineError",
+    "ExportCRU",
+    "ExportError",
+    "ExportSRU",
+    "ExportScConv",
+    "ScConv",
+    "ScConvConfig",
+    "ScconvDeployError",
+    "VerificationError",
+    "deploy_summary",
+    "to_deploy",
+]

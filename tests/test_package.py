@@ -1,0 +1,20 @@
+"""The package imports cleanly, module by module, with only its required dependencies."""
+
+import importlib
+import pkgutil
+import subprocess
+import sys
+
+import scconv_deploy
+
+
+def test_every_submodule_imports_in_a_fresh_interpreter():
+    names = [m.name for m in pkgutil.walk_packages(scconv_deploy.__path__, "scconv_deploy.")]
+    code = "import importlib, sys\nfor n in sys.argv[1:]:\n    importlib.import_module(n)\n"
+    subprocess.run([sys.executable, "-c", code, *names], check=True)
+
+
+def test_public_api_is_exported():
+    for name in scconv_deploy.__all__:
+        assert hasattr(scconv_deploy, name), name
+    assert importlib.import_module("scconv_deploy").__version__
