@@ -1,6 +1,8 @@
 """scconv-deploy: SCConv networks from PyTorch to verified ONNX and TensorRT artefacts."""
 
 from . import _logging  # noqa: F401  (installs the package logger's NullHandler)
+from ._version import __version__
+from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .convert import ConvertedBlock, DeploySummary, deploy_summary, to_deploy
 from .errors import (
     CheckpointError,
@@ -14,12 +16,11 @@ from .errors import (
 )
 from .modules import CRU, SRU, VARIANTS, ExportCRU, ExportScConv, ExportSRU, ScConv, ScConvConfig
 
-__version__ = "0.1.0"
-
 __all__ = [
     "CRU",
     "SRU",
     "VARIANTS",
+    "Checkpoint",
     "CheckpointError",
     "ConfigError",
     "ConversionError",
@@ -35,6 +36,9 @@ __all__ = [
     "ScConvConfig",
     "ScconvDeployError",
     "VerificationError",
+    "__version__",
     "deploy_summary",
+    "load_checkpoint",
+    "save_checkpoint",
     "to_deploy",
 ]

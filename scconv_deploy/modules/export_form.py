@@ -78,6 +78,9 @@ class ExportSRU(nn.Module):
         # the sqrt keeps an all-constant group finite (0 / eps) exactly as the seed does.
         self.norm_eps = eps if torch_gn else eps * eps
         self.origin = origin
+        # Identity that sees the gate values the forward uses: a forward hook on it reads them
+        # (debug exports and verification count gate decisions this way). Exports as nothing.
+        self.gate_probe = nn.Identity()
 
     @classmethod
     def from_reference(cls, sru: SRU, origin: str = "") -> ExportSRU:
@@ -110,7 +113,7 @@ class ExportSRU(nn.Module):
         return torch.sigmoid(F.group_norm(x, self.group_num, scale, self.shift, self.norm_eps))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        r = self.gate_values(x)
+        r = self.gate_probe(self.gate_values(x))
         if self.gate == "hard":
             below = torch.relu(torch.sign(self._t - r))  # [r < t]; its complement is r >= t
             x2 = below * x

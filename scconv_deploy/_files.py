@@ -1,0 +1,63 @@
+"""Atomic output files: everything is written to a temp file beside its target and renamed at the end.
+
+A command that fails half-way leaves no partial output behind: ``Staging`` collects the temp
+files of one operation and either renames them all (``commit``) or deletes them all (``abort``).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from types import TracebackType
+
+from .errors import ScconvDeployError
+
+
+def check_writable_dir(target: Path, error: type[ScconvDeployError]) -> None:
+    """Refuse early, with one line, a target whose directory is missing or not writable."""
+    parent = target.parent
+    if not parent.is_dir():
+        raise error(f"cannot write {target}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise error(f"cannot write {target}: directory {parent} is not writable")
+    if target.is_dir():
+        raise error(f"cannot write {target}: it is a directory")
+
+
+class Staging:
+    """Temp files for several targets, renamed together on success, removed on failure."""
+
+    def __init__(self, error: type[ScconvDeployError]) -> None:
+        self._error = error
+        self._pending: list[tuple[Path, Path]] = []
+
+    def temp_for(self, target: Path) -> Path:
+        """A fresh temp path in ``target``'s directory; write the file there."""
+        target = Path(target)
+        check_writable_dir(target, self._error)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        self._pending.append((Path(tmp), target))
+        return Path(tmp)
+
+    def commit(self) -> None:
+        for tmp, target in self._pending:
+            os.replace(tmp, target)
+        self._pending.clear()
+
+    def abort(self) -> None:
+        for tmp, _ in self._pending:
+            tmp.unlink(missing_ok=True)
+        self._pending.clear()
+
+    def __enter__(self) -> Staging:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()

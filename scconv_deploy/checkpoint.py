@@ -1,0 +1,318 @@
+"""The ``model.pt`` format, safe loading of the layouts users arrive with, and atomic saving.
+
+Our format is a plain dict that ``torch.load(weights_only=True)`` reads — no code runs when it
+loads::
+
+    {"format": "scconv-deploy/checkpoint", "format_version": 1,
+     "arch": {"name": "scconv_cnn", "kwargs": {...}},   # registry name or "module:callable"
+     "state_dict": {...},
+     "meta": {"input_shape": [1, 1, 32, 32], "mean": [...], "std": [...], "class_names": [...], ...}}
+
+``load_checkpoint`` also reads a bare state dict (with ``arch=``), the common wrappers
+``{"model": ...}``, ``{"state_dict": ...}``, ``{"ema": ...}`` (YOLO style), ``module.``/``model.``
+key prefixes, and — only with ``trust=True`` — pickled ``nn.Module`` objects, because unpickling
+runs code from the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import logging
+import os
+import pickle
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ._files import Staging
+from ._version import __version__
+from .errors import CheckpointError
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "scconv-deploy/checkpoint"
+FORMAT_VERSION = 1
+_WRAPPER_KEYS = ("ema", "model", "state_dict", "model_state_dict", "net")
+_PREFIXES = ("module.", "model.", "_orig_mod.")
+
+_TRUST_HINT = (
+    "unpickling it runs code from the file; if you trust its source, pass trust=True (CLI: --trust), "
+    "or re-save it as a state dict"
+)
+
+
+@dataclass
+class Checkpoint:
+    """A loaded network and what is known about it."""
+
+    model: nn.Module
+    path: Path
+    sha256: str
+    layout: str  # "scconv-deploy", "state_dict", "<wrapper>/state_dict", "pickle", "<wrapper>/pickle"
+    arch: str | None = None
+    arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+# ---- saving -------------------------------------------------------------------------------------
+
+
+def _check_plain(value: Any, where: str) -> None:
+    """Metadata must load with weights_only=True: plain Python values only."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_plain(v, f"{where}[{i}]")
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise CheckpointError(f"{where}: key {k!r} must be a str")
+            _check_plain(v, f"{where}.{k}")
+        return
+    raise CheckpointError(
+        f"{where} is a {type(value).__name__}; checkpoint metadata must be plain Python values"
+    )
+
+
+def architecture_of(model: nn.Module) -> tuple[str, dict[str, Any]] | None:
+    """(registry name, kwargs) recorded on a model built by ``scconv_deploy.models.create``."""
+    spec = getattr(model, "registry_spec", None)
+    if isinstance(spec, Mapping) and isinstance(spec.get("name"), str):
+        return spec["name"], dict(spec.get("kwargs", {}))
+    return None
+
+
+def save_checkpoint(
+    model: nn.Module,
+    path: str | os.PathLike,
+    *,
+    arch: str | None = None,
+    arch_kwargs: Mapping[str, Any] | None = None,
+    **meta: Any,
+) -> Path:
+    """Write ``model`` to ``path`` in the scconv-deploy format, atomically; return the path.
+
+    ``arch`` defaults to the registry name a ``models.create`` model carries; for a network of
+    your own pass ``arch="package.module:factory"`` (called with ``arch_kwargs``). ``meta`` takes
+    plain values, e.g. ``input_shape=[1, 3, 224, 224], mean=[...], std=[...], class_names=[...]``.
+    """
+    recorded = architecture_of(model)
+    if arch is None and recorded is not None:
+        arch, recorded_kwargs = recorded
+        arch_kwargs = recorded_kwargs if arch_kwargs is None else arch_kwargs
+    if arch is None:
+        raise CheckpointError(
+            f"cannot record the architecture of {type(model).__name__}: pass arch='<registry name>' "
+            f"or arch='package.module:factory'"
+        )
+    kwargs = dict(arch_kwargs or {})
+    _check_plain(kwargs, "arch_kwargs")
+    _check_plain(meta, "meta")
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "arch": {"name": arch, "kwargs": kwargs},
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "meta": {"toolkit_version": __version__, "torch_version": str(torch.__version__), **meta},
+    }
+    path = Path(path)
+    _atomic_torch_save(payload, path)
+    return path
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    with Staging(CheckpointError) as staging:
+        torch.save(obj, staging.temp_for(path))
+
+
+# ---- loading ------------------------------------------------------------------------------------
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _read(path: Path, trust: bool, map_location: str | torch.device) -> tuple[Any, bool]:
+    """The file's top-level object and whether it needed full (code-running) unpickling."""
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file")
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory, not a checkpoint file")
+    with path.open("rb") as f:
+        head = f.read(4)
+    if not head:
+        raise CheckpointError(f"{path} is empty")
+    if head != b"PK\x03\x04" and head[:1] != b"\x80":
+        raise CheckpointError(
+            f"{path} is not a PyTorch checkpoint (neither a torch zip archive nor a pickle)"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location=map_location, weights_only=True), False
+    except pickle.UnpicklingError as err:
+        if "Unsupported global" not in str(err) and "Unsupported operand" not in str(err):
+            raise CheckpointError(f"{path} is corrupt or truncated: {_first_line(err)}") from err
+        if not trust:
+            what = (
+                "pickled Python objects (e.g. a whole nn.Module)"
+                if "global" in str(err)
+                else "a plain pickle"
+            )
+            raise CheckpointError(f"{path} holds {what}: {_TRUST_HINT}") from err
+    except Exception as err:  # zip/pickle readers raise RuntimeError, EOFError, KeyError, ...
+        raise CheckpointError(f"{path} is corrupt or truncated: {_first_line(err)}") from err
+    logger.warning("%s: unpickling with trust=True (runs code from the file)", path)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False), True
+    except (AttributeError, ModuleNotFoundError) as err:
+        raise CheckpointError(
+            f"{path} refers to Python code that is not importable here ({_first_line(err)}): run from the "
+            f"project that defines its classes, or re-save it as a state dict"
+        ) from err
+    except Exception as err:
+        raise CheckpointError(f"{path} could not be unpickled: {_first_line(err)}") from err
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return (
+        isinstance(obj, Mapping)
+        and bool(obj)
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    )
+
+
+def _strip_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    state = dict(state)
+    for prefix in _PREFIXES:
+        if all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix) :]: v for k, v in state.items()}
+    return state
+
+
+def build_architecture(arch: str, arch_kwargs: Mapping[str, Any] | None = None) -> nn.Module:
+    """A fresh network from a registry name or ``package.module:factory``."""
+    kwargs = dict(arch_kwargs or {})
+    if ":" in arch:
+        module_name, _, attr = arch.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as err:
+            raise CheckpointError(f"architecture {arch!r} cannot be imported: {_first_line(err)}") from err
+        model = factory(**kwargs)
+        if not isinstance(model, nn.Module):
+            raise CheckpointError(
+                f"architecture {arch!r} returned a {type(model).__name__}, not an nn.Module"
+            )
+        return model
+    from .models import create
+
+    try:
+        return create(arch, **kwargs)
+    except ValueError as err:
+        raise CheckpointError(f"architecture {arch!r}: {err}") from err
+
+
+def _load_state(model: nn.Module, state: Mapping[str, torch.Tensor], path: Path, arch: str) -> None:
+    state = _strip_prefixes(state)
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    resized = [k for k in own if k in state and own[k].shape != state[k].shape]
+    if missing or unexpected or resized:
+        detail = "; ".join(
+            f"{what} {len(keys)} key(s), e.g. {', '.join(keys[:3])}"
+            for what, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", resized))
+            if keys
+        )
+        raise CheckpointError(f"{path}: weights do not fit architecture {arch!r}: {detail}")
+    model.load_state_dict(state, strict=True)
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    *,
+    arch: str | None = None,
+    arch_kwargs: Mapping[str, Any] | None = None,
+    trust: bool = False,
+    map_location: str | torch.device = "cpu",
+) -> Checkpoint:
+    """Load a network from ``path`` (see the module docstring for the accepted layouts).
+
+    ``arch`` (registry name or ``package.module:factory``) is needed for bare state dicts and
+    overrides the one recorded in our format. Pickled modules load only with ``trust=True``.
+    Every failure raises ``CheckpointError`` naming the file.
+    """
+    path = Path(path)
+    obj, pickled = _read(path, trust, map_location)
+    digest = _sha256(path)
+    layout_prefix = ""
+
+    if isinstance(obj, Mapping) and obj.get("format") == FORMAT:
+        version = obj.get("format_version")
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise CheckpointError(
+                f"{path} was written in checkpoint format version {version}; this scconv-deploy reads up to "
+                f"{FORMAT_VERSION}: upgrade scconv-deploy"
+            )
+        spec = obj.get("arch") or {}
+        name = arch or spec.get("name")
+        kwargs = dict(arch_kwargs if arch_kwargs is not None else spec.get("kwargs", {}))
+        if not isinstance(name, str) or not _is_state_dict(obj.get("state_dict")):
+            raise CheckpointError(f"{path}: scconv-deploy checkpoint lacks 'arch' or 'state_dict'")
+        model = build_architecture(name, kwargs)
+        _load_state(model, obj["state_dict"], path, name)
+        meta = dict(obj.get("meta") or {})
+        return Checkpoint(model.eval(), path, digest, "scconv-deploy", name, kwargs, meta)
+
+    if isinstance(obj, Mapping) and not _is_state_dict(obj):
+        for key in _WRAPPER_KEYS:
+            if obj.get(key) is not None:
+                obj, layout_prefix = obj[key], f"{key}/"
+                break
+        else:
+            keys = ", ".join(sorted(map(str, obj))[:8])
+            raise CheckpointError(f"{path}: unknown checkpoint layout (top-level keys: {keys})")
+
+    if isinstance(obj, nn.Module):
+        if not pickled:  # cannot happen with weights_only=True, kept as a guard for future torch
+            raise CheckpointError(f"{path}: unexpected module object in a weights-only load")
+        if arch is not None:
+            logger.warning("%s: holds a whole module; ignoring arch=%r", path, arch)
+        dtypes = {p.dtype for p in obj.parameters()}
+        if dtypes - {torch.float32}:
+            # The FP32 PyTorch network is the reference every artefact is checked against.
+            logger.warning("%s: converting %s weights to float32", path, ", ".join(sorted(map(str, dtypes))))
+            obj = obj.float()
+        return Checkpoint(obj.eval(), path, digest, f"{layout_prefix}pickle")
+
+    if _is_state_dict(obj):
+        if arch is None:
+            raise CheckpointError(
+                f"{path} holds only weights (a state dict): say which network they belong to with "
+                f"arch='<registry name>' or arch='package.module:factory' (CLI: --arch)"
+            )
+        model = build_architecture(arch, arch_kwargs)
+        _load_state(model, obj, path, arch)
+        return Checkpoint(
+            model.eval(), path, digest, f"{layout_prefix}state_dict", arch, dict(arch_kwargs or {})
+        )
+
+    raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a network or its weights")
