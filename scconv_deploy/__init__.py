@@ -14,7 +14,10 @@ from .errors import (
     ScconvDeployError,
     VerificationError,
 )
+from .golden import Golden
 from .modules import CRU, SRU, VARIANTS, ExportCRU, ExportScConv, ExportSRU, ScConv, ScConvConfig
+from .onnx_export import ExportResult, export_onnx
+from .verify import VerificationResult, compare
 
 __all__ = [
     "CRU",
@@ -30,14 +33,19 @@ __all__ = [
     "EngineError",
     "ExportCRU",
     "ExportError",
+    "ExportResult",
     "ExportSRU",
     "ExportScConv",
+    "Golden",
     "ScConv",
     "ScConvConfig",
     "ScconvDeployError",
     "VerificationError",
+    "VerificationResult",
     "__version__",
+    "compare",
     "deploy_summary",
+    "export_onnx",
     "load_checkpoint",
     "save_checkpoint",
     "to_deploy",

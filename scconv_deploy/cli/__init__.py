@@ -1,0 +1,1 @@
+"""Command-line interfaces: argument parsing only; all work happens in the library."""

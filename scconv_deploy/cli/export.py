@@ -1,0 +1,121 @@
+"""``scconv-export``: a checkpoint to a verified ONNX file (argument parsing only)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..golden import DEFAULT_TIE_GUARD
+from ..onnx_export import DEFAULT_OPSET, DYNAMIC, EXPORTERS, ExportResult, export_onnx
+from ..presets import PRESET_KEYS, load_preset
+from ._common import EXIT_CHECK_FAILED, EXIT_OK, add_verbosity, run, setup_logging
+
+EXAMPLES = """examples:
+  scconv-export models/scconv_cnn_digits_seed.pt --onnx
+  scconv-export model.pt --onnx -o build/model.onnx --input-shape 1,3,224,224 --dynamic batch+hw
+  scconv-export model.pt --onnx --preset export/onnx-static.toml --calib-data val_images/
+  scconv-export yolo_scconv.pt --onnx --trust          # a whole pickled network (runs its code)
+  scconv-export weights.pt --onnx --arch scconv_resnet50 --input-shape 1,3,224,224
+
+exit codes: 0 exported and verified, 1 verification or lint failed (files are written for
+inspection), 2 bad input (nothing is written)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="scconv-export",
+        description="Export an SCConv network checkpoint to ONNX (export form), with golden data, a "
+        "decision-aware check against PyTorch and a TensorRT lint.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "checkpoint", help="model.pt: scconv-deploy format, a state dict (with --arch) or a pickle"
+    )
+    p.add_argument(
+        "--onnx", action="store_true", required=True, help="export to ONNX (the only format so far)"
+    )
+    p.add_argument("-o", "--output", help="output .onnx path (default: beside the checkpoint)")
+    p.add_argument("--preset", help="TOML file of options (see export/); flags override it")
+    p.add_argument("--input-shape", help="N,C,H,W (default: the checkpoint's metadata)")
+    p.add_argument("--dynamic", choices=DYNAMIC, help="dynamic axes (default: batch)")
+    p.add_argument("--opset", type=int, help=f"ONNX opset (default: {DEFAULT_OPSET})")
+    p.add_argument("--exporter", choices=EXPORTERS, help="torch.onnx exporter (default: dynamo)")
+    p.add_argument(
+        "--simplify",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="simplify with onnxslim (default: on)",
+    )
+    p.add_argument(
+        "--check",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="verify ONNX Runtime against PyTorch and write golden data (default: on)",
+    )
+    p.add_argument(
+        "--calib-data", help="real check inputs: .npy/.npz (model inputs or uint8 images) or a folder"
+    )
+    p.add_argument("--check-samples", type=int, help="at most this many check inputs (default: 64)")
+    p.add_argument(
+        "--tie-guard", type=float, help=f"gate margin counted as a tie (default: {DEFAULT_TIE_GUARD:g})"
+    )
+    p.add_argument("--trt", dest="trt_major", type=int, choices=(10, 11), help="TensorRT major to lint for")
+    p.add_argument(
+        "--trust", action="store_true", help="allow unpickling a whole network (runs code from the file)"
+    )
+    p.add_argument(
+        "--arch", help="architecture of a bare state dict: registry name or package.module:factory"
+    )
+    p.add_argument(
+        "--plots", dest="plots_dir", metavar="DIR", help="write PNG histograms of gate margins and errors"
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON instead of a summary")
+    add_verbosity(p)
+    return p
+
+
+def _options(args: argparse.Namespace) -> dict:
+    options = load_preset(args.preset) if args.preset else {}
+    for name in (*PRESET_KEYS, "plots_dir"):  # flags given on the command line beat the preset
+        value = getattr(args, name, None)
+        if value is not None:
+            options[name] = value
+    return options
+
+
+def _summary(result: ExportResult) -> str:
+    r = result.report
+    lines = [
+        f"{r['onnx']}: {r['graph']['nodes']} nodes, {r['graph']['bytes'] / 1e6:.2f} MB, "
+        f"{r['scconv']['count']} SCConv block(s) {r['scconv']['variants']}, input {r['input']['shape']} "
+        f"(dynamic: {r['input']['dynamic']}), export {r['export']['seconds']:.1f} s",
+    ]
+    if result.verification is not None:
+        lines.append(f"check on {r['check']['data']}:")
+        lines.append(str(result.verification))
+        for other in result.other_shapes:
+            lines.append(f"  shape {other['shape']}: {'ok' if other['passed'] else 'FAILED'}")
+    lines.append(f"lint (TensorRT {result.lint.trt_major}): {result.lint.summary()}")
+    lines.append(
+        f"wrote {r['onnx']}" + (f", {r['golden']}" if r["golden"] else "") + f", {result.report_path}"
+    )
+    lines.append("OK" if result.ok else "FAILED")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args)
+
+    def command() -> int:
+        result = export_onnx(args.checkpoint, args.output, trust=args.trust, arch=args.arch, **_options(args))
+        print(json.dumps(result.report, indent=2, default=str) if args.json else _summary(result))
+        return EXIT_OK if result.ok else EXIT_CHECK_FAILED
+
+    return run(command, "scconv-export")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,242 @@
+"""scconv-export: checkpoint -> verified ONNX + golden data + report, atomically, with clear errors."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from user_net import UserClassifier
+
+from scconv_deploy.checkpoint import save_checkpoint
+from scconv_deploy.cli.export import main
+from scconv_deploy.datasets import save_digits_images
+from scconv_deploy.gates import with_gate_outputs
+from scconv_deploy.golden import Golden
+from scconv_deploy.models import create
+from scconv_deploy.verify import compare
+
+from conftest import randomize_
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "models" / "scconv_cnn_digits_seed.pt"
+
+
+@pytest.fixture(scope="module")
+def digits_npy(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "digits_test.npy"
+    save_digits_images("test", path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def demo_export(tmp_path_factory, digits_npy):
+    out = tmp_path_factory.mktemp("demo") / "demo.onnx"
+    code = main(
+        [
+            str(DEMO),
+            "--onnx",
+            "-o",
+            str(out),
+            "--calib-data",
+            str(digits_npy),
+            "--check-samples",
+            "96",
+            "--json",
+            "-q",
+        ]
+    )
+    return code, out
+
+
+def _files(directory: Path) -> set[str]:
+    return {p.name for p in directory.iterdir()}
+
+
+def test_demo_export_passes_and_writes_three_files(demo_export):
+    code, out = demo_export
+    assert code == 0
+    assert _files(out.parent) == {"demo.onnx", "demo.golden.npz", "demo.report.json"}
+
+
+def test_report_holds_errors_gates_graph_and_lint(demo_export):
+    report = json.loads(demo_export[1].with_suffix(".report.json").read_text())
+    check = report["check"]["verification"]
+    assert report["ok"] and check["passed"] and check["real_flips"] == 0
+    assert check["gates_compared"] == 96 * (32 * 32 * 32 + 64 * 16 * 16 + 128 * 8 * 8)
+    assert len(check["compared"]) > 0 and check["outputs"][0]["max_rel"] < 1e-4
+    assert report["graph"]["nodes"] > 0 and report["graph"]["ops"]["Sign"] == 3
+    assert report["lint"]["ok"] and report["lint"]["findings"] == []
+    assert report["scconv"] == {
+        "count": 3,
+        "variants": {"hard/custom-gn": 3},
+        "blocks": report["scconv"]["blocks"],
+    }
+
+
+def test_onnx_metadata_describes_source_and_input(demo_export):
+    model = onnx.load(demo_export[1])
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["arch"] == "scconv_cnn" and json.loads(meta["scconv.variants"]) == {"hard/custom-gn": 3}
+    assert len(meta["source.sha256"]) == 64 and json.loads(meta["input.shape"]) == [1, 1, 32, 32]
+    assert json.loads(meta["class_names"])[:2] == ["0", "1"] and "mean" in meta and meta["opset"] == "18"
+    assert [o.name for o in model.graph.output] == ["output"]  # gate outputs stay in the debug graph
+
+
+def test_one_file_serves_several_batch_sizes(demo_export):
+    session = ort.InferenceSession(str(demo_export[1]), providers=["CPUExecutionProvider"])
+    golden = Golden.load(demo_export[1].with_suffix(".golden.npz"))
+    for n in (1, 5, 17):
+        (y,) = session.run(None, {"input": golden.inputs[:n]})
+        assert y.shape == (n, 10)
+
+
+def test_golden_data_checks_the_artefact_on_another_machine(demo_export):
+    """Golden data alone (no PyTorch) verifies the ONNX file, gate by gate; errors and flips fail."""
+    golden = Golden.load(demo_export[1].with_suffix(".golden.npz"))
+    exposed = with_gate_outputs(onnx.load(demo_export[1]))
+    session = ort.InferenceSession(exposed.SerializeToString(), providers=["CPUExecutionProvider"])
+    y, *gates = session.run(None, {"input": golden.inputs})
+    result = compare(golden, [y], gates)
+    assert result.passed and result.gates_compared == sum(d.size for d in golden.decisions)
+    clean = result.compared[0]  # a sample whose decisions all agree
+    broken = y.copy()
+    broken[clean] += 0.01
+    assert not compare(golden, [broken], gates).passed
+    flipped = [g.copy() for g in gates]
+    block0 = golden.ties[0][clean] == 0  # clearly decided gates of that sample in the first block
+    flipped[0][clean][block0] = 1.0 - flipped[0][clean][block0]
+    failed = compare(golden, [y], flipped)
+    assert not failed.passed and failed.real_flips > 0 and clean in failed.flips[0].samples_with_real_flips
+
+
+def test_registry_network_with_dynamic_batch_and_size(tmp_path):
+    net = create("scconv_resnet50", num_classes=7).eval()
+    ckpt = save_checkpoint(net, tmp_path / "r50.pt", input_shape=[1, 3, 64, 64])
+    out = tmp_path / "r50.onnx"
+    code = main(
+        [
+            str(ckpt),
+            "--onnx",
+            "-o",
+            str(out),
+            "--dynamic",
+            "batch+hw",
+            "--exporter",
+            "legacy",
+            "--check-samples",
+            "4",
+            "-q",
+        ]
+    )
+    assert code == 0
+    report = json.loads(out.with_suffix(".report.json").read_text())
+    assert report["scconv"]["count"] == 13 and report["lint"]["ok"]
+    assert [c["shape"][2:] for c in report["check"]["other_shapes"]] == [[64, 64], [64, 64], [96, 96]]
+    assert all(c["passed"] for c in report["check"]["other_shapes"])
+
+
+def test_pickled_user_network_needs_trust(tmp_path, capsys):
+    net = randomize_(UserClassifier(), seed=4).eval()
+    path = tmp_path / "user.pt"
+    torch.save(net, path)
+    out = tmp_path / "user.onnx"
+    args = [str(path), "--onnx", "-o", str(out), "--input-shape", "1,3,16,16", "--exporter", "legacy"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--trust" in err and "runs code" in err
+    assert _files(tmp_path) == {"user.pt"}
+    assert main([*args, "--trust", "--check-samples", "8", "-q"]) == 0
+    report = json.loads(out.with_suffix(".report.json").read_text())
+    assert report["scconv"]["variants"] == {"hard/custom-gn": 1, "soft/nn-gn": 1}
+    assert report["check"]["verification"]["passed"]
+
+
+@pytest.mark.parametrize(
+    ("setup", "extra", "message"),
+    [
+        ("missing", [], "no such file"),
+        ("corrupt", [], "corrupt or truncated"),
+        ("demo", ["--input-shape", "1,3,32,32"], "does not fit the network"),
+        ("demo", ["--input-shape", "1,x,32,32"], "not a list of integers"),
+        ("demo", ["-o", "/nonexistent-dir/out.onnx"], "does not exist"),
+        ("demo", ["--preset", "PRESET"], "unknown key 'batch_size'"),
+        ("demo", ["--calib-data", "NOFILE"], "no such file"),
+    ],
+    ids=[
+        "missing-file",
+        "corrupt-file",
+        "channel-mismatch",
+        "bad-shape",
+        "unwritable-dir",
+        "unknown-preset-key",
+        "missing-calib",
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_no_files(tmp_path, capsys, setup, extra, message):
+    src = tmp_path / "in.pt"
+    if setup == "demo":
+        src.write_bytes(DEMO.read_bytes())
+    elif setup == "corrupt":
+        src.write_bytes(DEMO.read_bytes()[:5000])
+    preset = tmp_path / "p.toml"
+    preset.write_text("batch_size = 4\n")
+    extra = [
+        str(preset) if a == "PRESET" else str(tmp_path / "none.npy") if a == "NOFILE" else a for a in extra
+    ]
+    before = _files(tmp_path)
+    code = main([str(src), "--onnx", "--exporter", "legacy", *extra])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and err.count("\n") == 1, err
+    assert _files(tmp_path) == before  # nothing written, no temp files left
+
+
+def test_preset_sets_options_and_flags_override_it(tmp_path):
+    src = tmp_path / "demo.pt"
+    src.write_bytes(DEMO.read_bytes())
+    code = main(
+        [
+            str(src),
+            "--onnx",
+            "--preset",
+            str(ROOT / "export" / "onnx-static.toml"),
+            "--exporter",
+            "legacy",
+            "--check-samples",
+            "4",
+            "-q",
+        ]
+    )
+    assert code == 0
+    model = onnx.load(tmp_path / "demo.onnx")
+    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [1, 1, 32, 32]  # static: the preset's dynamic = "none"
+    report = json.loads((tmp_path / "demo.report.json").read_text())
+    assert report["export"]["exporter"] == "legacy"  # the flag beat the preset's "dynamo"
+
+
+def test_help_shows_examples(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "examples:" in capsys.readouterr().out
+
+
+def test_failed_check_exits_1_and_keeps_files_for_inspection(tmp_path, monkeypatch):
+    import scconv_deploy.onnx_export as ox
+
+    real_run = ox.run_onnx
+    monkeypatch.setattr(
+        ox, "run_onnx", lambda m, x, b: [o + 0.5 if i == 0 else o for i, o in enumerate(real_run(m, x, b))]
+    )
+    src = tmp_path / "demo.pt"
+    src.write_bytes(DEMO.read_bytes())
+    assert main([str(src), "--onnx", "--exporter", "legacy", "--check-samples", "8", "-q"]) == 1
+    assert {"demo.onnx", "demo.golden.npz", "demo.report.json"} <= _files(tmp_path)
+    assert np.isfinite(
+        json.loads((tmp_path / "demo.report.json").read_text())["check"]["verification"]["outputs"][0][
+            "max_abs"
+        ]
+    )
