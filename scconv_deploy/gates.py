@@ -92,10 +92,22 @@ def with_gate_outputs(model: onnx.ModelProto) -> onnx.ModelProto:
         raise VerificationError(
             f"gate tensors {missing[:3]} are not in the graph (was it modified after export?)"
         )
+    return expose_tensors(model, names)
+
+
+def expose_tensors(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+    """A copy of ``model`` with the named intermediate tensors added as graph outputs (types inferred)."""
     exposed = onnx.ModelProto()
     exposed.CopyFrom(model)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model).graph.value_info
+        types = {v.name: v.type.tensor_type.elem_type for v in inferred}
+    except Exception:
+        types = {}
     present = {o.name for o in exposed.graph.output}
     exposed.graph.output.extend(
-        onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names if n not in present
+        onnx.helper.make_tensor_value_info(n, types.get(n) or onnx.TensorProto.FLOAT, None)
+        for n in names
+        if n not in present
     )
     return exposed

@@ -37,6 +37,7 @@ from .convert import deploy_summary, to_deploy
 from .errors import ExportError
 from .gates import GATE_METADATA_KEY, GateTap
 from .golden import DEFAULT_TIE_GUARD, Golden, conversion_error, make_golden
+from .precision import PRECISIONS, PrecisionCheck, check_precision, to_fp16, to_int8
 from .verify import VerificationResult, compare
 
 logger = logging.getLogger(__name__)
@@ -57,12 +58,14 @@ class ExportResult:
     verification: VerificationResult | None = None
     lint: Any = None  # scconv_deploy.lint.LintReport
     other_shapes: list[dict[str, Any]] = field(default_factory=list)
+    precision_check: PrecisionCheck | None = None
 
     @property
     def ok(self) -> bool:
         lint_ok = self.lint is None or self.lint.ok
         check_ok = self.verification is None or self.verification.passed
-        return lint_ok and check_ok and all(c["passed"] for c in self.other_shapes)
+        precision_ok = self.precision_check is None or self.precision_check.passed
+        return lint_ok and check_ok and precision_ok and all(c["passed"] for c in self.other_shapes)
 
 
 def parse_input_shape(text: str | Any) -> tuple[int, ...]:
@@ -245,6 +248,37 @@ def _check_other_shapes(
     return checks
 
 
+def _reduce_precision(
+    main: onnx.ModelProto,
+    precision: str,
+    calib_data: str | Path | None,
+    shape: tuple[int, ...],
+    mean: Any,
+    std: Any,
+    calib_samples: int,
+    calib_method: str,
+    calib_cache: str | Path | None,
+) -> onnx.ModelProto:
+    """The artefact in the requested precision (the FP32 graph itself for "fp32")."""
+    if precision == "fp32":
+        return main
+    if precision == "fp16":
+        artefact = to_fp16(main)
+    else:
+        calib, _ = load_inputs(calib_data, shape, mean, std, limit=calib_samples)
+        cache = Path(calib_cache) if calib_cache is not None else default_cache_dir()
+        artefact = to_int8(main, calib, method=calib_method, cache_dir=cache)
+    _set_metadata(artefact, {**{p.key: p.value for p in main.metadata_props}, "precision": precision})
+    return artefact
+
+
+def default_cache_dir() -> Path:
+    """Where INT8 calibration results are cached: ``$XDG_CACHE_HOME/scconv-deploy`` (or ~/.cache)."""
+    import os
+
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "scconv-deploy"
+
+
 def export_onnx(
     source: str | Path | Checkpoint,
     output: str | Path | None = None,
@@ -264,12 +298,20 @@ def export_onnx(
     trust: bool = False,
     arch: str | None = None,
     plots_dir: str | Path | None = None,
+    precision: str = "fp32",
+    calib_samples: int = 512,
+    calib_method: str = "minmax",
+    calib_cache: str | Path | None = None,
 ) -> ExportResult:
     """Export ``source`` (a checkpoint path or a loaded ``Checkpoint``) to a verified ONNX file.
 
     Returns the result with the report; raises ``ScconvDeployError`` subclasses on bad input.
     A failed check does not raise: see ``ExportResult.ok``. ``plots_dir`` (needs matplotlib and
     the check) receives ``<name>.gate_margins.png`` and ``<name>.errors.png``.
+
+    ``precision="fp16"`` writes an FP16 graph whose gate path stays FP32; ``"int8"`` an explicit
+    Q/DQ graph calibrated on ``calib_data`` (required; up to ``calib_samples`` inputs, cached in
+    ``calib_cache``). Both are checked against the FP32 golden data (``precision.check_precision``).
     """
     start = time.perf_counter()
     if dynamic not in DYNAMIC:
@@ -278,6 +320,10 @@ def export_onnx(
         raise ExportError(f"exporter={exporter!r} is unknown: use one of {', '.join(EXPORTERS)}")
     if not 9 <= int(opset) <= 23:
         raise ExportError(f"opset {opset} is outside 9..23")
+    if precision not in PRECISIONS:
+        raise ExportError(f"precision={precision!r} is unknown: use one of {', '.join(PRECISIONS)}")
+    if precision == "int8" and calib_data is None:
+        raise ExportError("--precision int8 needs --calib-data: INT8 ranges must come from real inputs")
     ckpt = source if isinstance(source, Checkpoint) else load_checkpoint(source, arch=arch, trust=trust)
     out_path = Path(output) if output is not None else ckpt.path.with_suffix(".onnx")
     golden_path = out_path.with_suffix(".golden.npz")
@@ -332,17 +378,22 @@ def export_onnx(
             "std": std,
             "class_names": ckpt.meta.get("class_names"),
             "opset": str(opset),
+            "precision": "fp32",
             "exporter": exporter,
             GATE_METADATA_KEY: gate_names,
         },
     )
     onnx.checker.check_model(main)
+    artefact = _reduce_precision(
+        main, precision, calib_data, shape, mean, std, calib_samples, calib_method, calib_cache
+    )
 
     from .lint import lint_onnx
 
-    lint = lint_onnx(main, trt_major=trt_major)
+    lint = lint_onnx(artefact, trt_major=trt_major)
     batch = None if dynamic != "none" else shape[0]
     verification, golden, dynamic_checks, data_desc, conversion, ort_outputs = None, None, [], None, None, []
+    precision_check = None
     if check:
         inputs, data_desc = load_inputs(calib_data, shape, mean, std, limit=check_samples)
         golden = make_golden(deployed, inputs, names, tie_guard)
@@ -351,9 +402,11 @@ def export_onnx(
         verification, ort_outputs = _check(debug, golden, batch, n_out, rtol, atol)
         if dynamic != "none":
             dynamic_checks = _check_other_shapes(main, debug, golden, deployed, dynamic, n_out, rtol, atol)
+        if precision != "fp32":
+            precision_check = check_precision(main, artefact, golden, precision)
 
-    ops = Counter(n.op_type for n in main.graph.node)
-    payload = main.SerializeToString()
+    ops = Counter(n.op_type for n in artefact.graph.node)
+    payload = artefact.SerializeToString()
     report: dict[str, Any] = {
         "ok": None,
         "onnx": str(out_path),
@@ -364,6 +417,7 @@ def export_onnx(
             "exporter": exporter,
             "opset": opset,
             "simplified": simplify,
+            "precision": precision,
             "seconds": round(export_seconds, 3),
         },
         "scconv": {
@@ -382,6 +436,7 @@ def export_onnx(
             "verification": verification.to_dict(),
             "pytorch_original_vs_export_form": conversion,
             "other_shapes": dynamic_checks,
+            "precision": precision_check.to_dict() if precision_check is not None else None,
         }
     result = ExportResult(
         out_path,
@@ -391,6 +446,7 @@ def export_onnx(
         verification,
         lint,
         dynamic_checks,
+        precision_check,
     )
     report["ok"] = result.ok
     report["seconds"] = round(time.perf_counter() - start, 3)

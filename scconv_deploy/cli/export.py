@@ -8,6 +8,7 @@ import sys
 
 from ..golden import DEFAULT_TIE_GUARD
 from ..onnx_export import DEFAULT_OPSET, DYNAMIC, EXPORTERS, ExportResult, export_onnx
+from ..precision import PRECISIONS
 from ..presets import PRESET_KEYS, load_preset
 from ._common import EXIT_CHECK_FAILED, EXIT_OK, add_verbosity, run, setup_logging
 
@@ -15,6 +16,8 @@ EXAMPLES = """examples:
   scconv-export models/scconv_cnn_digits_seed.pt --onnx
   scconv-export model.pt --onnx -o build/model.onnx --input-shape 1,3,224,224 --dynamic batch+hw
   scconv-export model.pt --onnx --preset export/onnx-static.toml --calib-data val_images/
+  scconv-export model.pt --onnx --precision fp16 --calib-data val.npy   # gates stay FP32
+  scconv-export model.pt --onnx --precision int8 --calib-data val_images/
   scconv-export yolo_scconv.pt --onnx --trust          # a whole pickled network (runs its code)
   scconv-export weights.pt --onnx --arch scconv_resnet50 --input-shape 1,3,224,224
 
@@ -42,6 +45,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dynamic", choices=DYNAMIC, help="dynamic axes (default: batch)")
     p.add_argument("--opset", type=int, help=f"ONNX opset (default: {DEFAULT_OPSET})")
     p.add_argument("--exporter", choices=EXPORTERS, help="torch.onnx exporter (default: dynamo)")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="fp16: FP16 with the gate path kept FP32; int8: explicit Q/DQ calibrated on --calib-data "
+        "(default: fp32)",
+    )
+    p.add_argument(
+        "--calib-method", choices=("minmax", "percentile", "entropy"), help="INT8 calibration method"
+    )
+    p.add_argument(
+        "--calib-samples", type=int, help="INT8: at most this many calibration inputs (default: 512)"
+    )
+    p.add_argument(
+        "--calib-cache", metavar="DIR", help="INT8 calibration cache (default: ~/.cache/scconv-deploy)"
+    )
     p.add_argument(
         "--simplify",
         action=argparse.BooleanOptionalAction,
@@ -78,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _options(args: argparse.Namespace) -> dict:
     options = load_preset(args.preset) if args.preset else {}
-    for name in (*PRESET_KEYS, "plots_dir"):  # flags given on the command line beat the preset
+    for name in (*PRESET_KEYS, "plots_dir", "calib_cache"):  # flags given on the command line beat the preset
         value = getattr(args, name, None)
         if value is not None:
             options[name] = value
@@ -92,6 +110,8 @@ def _summary(result: ExportResult) -> str:
         f"{r['scconv']['count']} SCConv block(s) {r['scconv']['variants']}, input {r['input']['shape']} "
         f"(dynamic: {r['input']['dynamic']}), export {r['export']['seconds']:.1f} s",
     ]
+    if result.precision_check is not None:
+        lines.append(str(result.precision_check))
     if result.verification is not None:
         lines.append(f"check on {r['check']['data']}:")
         lines.append(str(result.verification))

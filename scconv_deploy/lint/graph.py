@@ -65,6 +65,10 @@ def constant_names(graph: onnx.GraphProto) -> set[str]:
     return names
 
 
+# Q/DQ on constant weights is the explicit-quantization pattern TensorRT builds INT8 from: never "fold" it.
+_QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
+
+
 def foldable_nodes(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
     """Nodes that compute only from constants (directly or through other such nodes): left unfolded."""
     constants = constant_names(graph)
@@ -74,7 +78,7 @@ def foldable_nodes(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
         if (
             inputs
             and node.domain in ONNX_DOMAINS
-            and node.op_type not in NONDETERMINISTIC_OPS | _SUBGRAPH_OPS
+            and node.op_type not in NONDETERMINISTIC_OPS | _SUBGRAPH_OPS | _QDQ_OPS
             and all(name in constants for name in inputs)
         ):
             folded.append(node)

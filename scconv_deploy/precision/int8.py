@@ -1,0 +1,108 @@
+"""INT8 ONNX with explicit Q/DQ nodes, calibrated on real inputs, gate path left unquantized.
+
+ONNX Runtime's ``quantize_static`` (QDQ format) is used rather than NVIDIA ModelOpt's ONNX PTQ:
+it is already a dependency, runs on the CPU here, and writes the explicit, symmetric
+QuantizeLinear/DequantizeLinear pairs that TensorRT 10/11 build as strongly typed INT8
+(activations and weights symmetric, weights per channel). Only convolutions and matrix products
+are quantized; the gate path and the CRU softmax (``gate_path``) stay FP32.
+
+Calibration is cached: the quantized model is stored under a key made of the FP32 model, the
+calibration data and the options, and reused while none of them changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from .gate_path import gate_path
+
+logger = logging.getLogger(__name__)
+
+QUANTIZED_OPS = ["Conv", "Gemm", "MatMul"]
+
+
+def _reader(inputs: np.ndarray, name: str, batch: int):
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._chunks = iter([inputs[i : i + batch] for i in range(0, len(inputs), batch)])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            chunk = next(self._chunks, None)
+            return None if chunk is None else {name: chunk}
+
+    return Reader()
+
+
+def cache_key(model: onnx.ModelProto, inputs: np.ndarray, method: str) -> str:
+    h = hashlib.sha256()
+    h.update(model.SerializeToString())
+    h.update(np.ascontiguousarray(inputs).tobytes())
+    h.update(f"{inputs.shape}|{method}|{QUANTIZED_OPS}".encode())
+    return h.hexdigest()[:24]
+
+
+def to_int8(
+    model: onnx.ModelProto,
+    calib_inputs: np.ndarray,
+    *,
+    method: str = "minmax",
+    cache_dir: str | Path | None = None,
+    batch: int = 16,
+) -> onnx.ModelProto:
+    """Quantize ``model`` (FP32, exported by scconv-export) to explicit Q/DQ INT8 on ``calib_inputs``."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "percentile": CalibrationMethod.Percentile,
+        "entropy": CalibrationMethod.Entropy,
+    }
+    if method not in methods:
+        raise ValueError(f"calibration method {method!r} is unknown: use one of {', '.join(methods)}")
+    key = cache_key(model, calib_inputs, method)
+    cached = Path(cache_dir) / f"int8-{key}.onnx" if cache_dir is not None else None
+    if cached is not None and cached.exists():
+        logger.info("INT8: reusing calibration cache %s", cached)
+        return onnx.load(cached)
+    work = onnx.ModelProto()
+    work.CopyFrom(model)
+    keep = sorted(gate_path(work).nodes)
+    name = work.graph.input[0].name
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        onnx.save(work, src)
+        logger.info("INT8: calibrating on %d inputs (%s)", len(calib_inputs), method)
+        root = logging.getLogger()  # the quantizer logs a generic pre-processing hint on the root logger
+        level = root.level
+        root.setLevel(logging.ERROR)
+        try:
+            quantize_static(
+                str(src),
+                str(dst),
+                _reader(calib_inputs, name, batch),
+                quant_format=QuantFormat.QDQ,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                op_types_to_quantize=QUANTIZED_OPS,
+                nodes_to_exclude=keep,
+                calibrate_method=methods[method],
+                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+            )
+        finally:
+            root.setLevel(level)
+        quantized = onnx.load(dst)
+    del quantized.metadata_props[:]
+    quantized.metadata_props.extend(model.metadata_props)
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        onnx.save(quantized, cached)
+    return quantized
