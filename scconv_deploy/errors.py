@@ -38,3 +38,15 @@ class EngineError(ScconvDeployError):
 
 class VerificationError(ScconvDeployError):
     """Two artefacts disagree beyond what gate ties and rounding explain."""
+
+
+class InputError(ScconvDeployError, ValueError):
+    """An inference input or argument does not fit the model (dtype, shape, batch size)."""
+
+
+class ModelError(ScconvDeployError):
+    """A model cannot be loaded or run (missing file, unknown kind, backend failure, closed)."""
+
+
+class ServeError(ScconvDeployError):
+    """The server cannot start (the address is taken or not this machine's)."""

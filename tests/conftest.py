@@ -95,3 +95,23 @@ def seed_block():
     from scconv_deploy import ScConv
 
     return randomize_(ScConv(32), seed=0).eval()
+
+
+@pytest.fixture(scope="session")
+def demo_onnx(tmp_path_factory):
+    """Factory: the seed demo checkpoint exported once per session per ``dynamic`` mode (no check)."""
+    from pathlib import Path
+
+    from scconv_deploy.onnx_export import export_onnx
+
+    demo = Path(__file__).resolve().parents[1] / "models" / "scconv_cnn_digits_seed.pt"
+    made: dict[str, Path] = {}
+
+    def make(dynamic: str = "batch") -> Path:
+        if dynamic not in made:
+            path = tmp_path_factory.mktemp("demo-onnx") / f"demo-{dynamic}.onnx"
+            export_onnx(demo, path, exporter="legacy", dynamic=dynamic, check=False)
+            made[dynamic] = path
+        return made[dynamic]
+
+    return make

@@ -1,0 +1,11 @@
+"""One inference API over ONNX Runtime (``.onnx``) and TensorRT (``.plan``): ``load(path)(x)``.
+
+One backend per module (``onnxrt``, ``tensorrt``); ``base`` holds the shared contract:
+validation, normalisation with the checkpoint's mean/std, batching, closing.
+"""
+
+from ..errors import InputError, ModelError
+from .base import Model, TensorSpec, normalize_images
+from .loader import DEVICES, load
+
+__all__ = ["DEVICES", "InputError", "Model", "ModelError", "TensorSpec", "load", "normalize_images"]
