@@ -1,0 +1,55 @@
+"""TensorRT engines from SCConv ONNX files, checked against PyTorch; TensorRT itself is imported lazily."""
+
+from .bench import BenchResult, BenchRow, bench_onnx, bench_plan, measure
+from .build import BuildProgress, BuiltEngine, build_engine
+from .check import TOLERANCES, find_golden, run_batches, verify_engine, verify_plan
+from .env import INSTALL_TRT, require_cuda, require_tensorrt
+from .inspect import EngineReport, LayerInfo, inspect_plan, layer_info, sidecar_summary
+from .onnx_file import OnnxInput
+from .pipeline import BuildResult, build_and_verify, load_golden_for
+from .plan import BuildPlan
+from .precision import Precision, onnx_precision
+from .profile import ShapeRange, make_profile
+from .runner import Engine, TensorSpec, load_engine
+from .sidecar import BuildInfo, check_compatible, read_sidecar, sidecar_path, write_engine_files
+
+__all__ = [
+    "INSTALL_TRT",
+    "TOLERANCES",
+    "BenchResult",
+    "BenchRow",
+    "BuildInfo",
+    "BuildPlan",
+    "BuildProgress",
+    "BuildResult",
+    "BuiltEngine",
+    "Engine",
+    "EngineReport",
+    "LayerInfo",
+    "OnnxInput",
+    "Precision",
+    "ShapeRange",
+    "TensorSpec",
+    "bench_onnx",
+    "bench_plan",
+    "build_and_verify",
+    "build_engine",
+    "check_compatible",
+    "find_golden",
+    "inspect_plan",
+    "layer_info",
+    "load_engine",
+    "load_golden_for",
+    "make_profile",
+    "measure",
+    "onnx_precision",
+    "read_sidecar",
+    "require_cuda",
+    "require_tensorrt",
+    "run_batches",
+    "sidecar_path",
+    "sidecar_summary",
+    "verify_engine",
+    "verify_plan",
+    "write_engine_files",
+]
