@@ -4,16 +4,38 @@ Built from a reference (or structurally identical foreign) module by ``from_refe
 computes the same function with
 
 * **no boolean tensors and no comparison ops**: the gate masks are float arithmetic.
-  ``[d > 0] = Relu(Sign(d))`` is exact for every float ``d`` (``Sign(0) = 0``), so with
-  ``d = r - t`` it reproduces the soft gate's strict ``r > t``, and with ``d = t - r`` it gives
-  ``[r < t]``, the complement of the hard gate's ``r >= t`` — ties (``r == t``) fall exactly as
-  in PyTorch. The threshold is compared in float32, as PyTorch compares a tensor with a scalar;
+  ``[d > 0] = Ceil(d)`` is exact for every float ``-1 < d < 1`` (``Ceil`` gives 1 on (0, 1) and
+  (-)0 on (-1, 0]), and a gate value ``r`` in [0, 1] against a threshold ``t`` in (0, 1) keeps
+  ``d = r - t`` and ``d = t - r`` in that range; the difference of two floats is zero only when
+  they are equal, so ``Ceil(r - t)`` is the soft gate's strict ``r > t`` and ``Ceil(t - r)`` is
+  ``[r < t]``, the complement of the hard gate's ``r >= t`` — ties (``r == t``) fall exactly as in
+  PyTorch. The threshold is compared in float32, as PyTorch compares a tensor with a scalar;
 * **parameter-only quantities folded at conversion**: ``w = weight / sum(weight)`` (same
   summation order as the public code), ``scale = weight * w``, ``shift = bias * w`` are buffers,
   so ``GN(x) * w`` becomes one group norm with affine ``(scale, shift)``;
-* **static channel structure**: every split size is a Python int fixed at conversion;
+* **static channel structure**: every split size and channel index is fixed at conversion;
 * **dynamic N, H, W**: nothing else reads the input's shape, except the seed norm's unbiased
-  correction ``sqrt((n - 1) / n)``, ``n = (C/G)·H·W``, which must follow H·W at run time.
+  correction ``sqrt(1 - 1/n)``, ``n = (C/G)·H·W``, which must follow H·W at run time.
+
+Fusions (each a small function below; all exact up to float32 re-association — they add
+products of the same weights in another order — and identical at gate ties, which only the
+SRU decides):
+
+* the SRU's half swap is one ``Gather`` along the channels (``swap_halves_index``), not a
+  split plus a concat: one copy of the tensor instead of two;
+* the CRU's ``cat([PWC2(low), low])`` is one 1x1 conv whose last rows are the identity
+  (``append_identity``): no concat of full maps;
+* the CRU's ``GWC(up) + PWC1(up)`` is one dense conv with PWC1 added into the centre tap
+  (``merge_pointwise_into_centre``) when the grouped conv is too narrow to run well on its own
+  (``merges_pointwise``);
+* the CRU's softmax fuse weighs the two branches directly, ``y1 * s1 + y2 * s2``
+  (``softmax_fuse``), instead of concatenating, scaling and splitting maps twice as wide.
+
+Measured with ``benchmarks/profile_block.py`` (ONNX Runtime CPU): ``Sign`` alone cost more than
+``Sub`` + ``Ceil`` together, and the copies of the split/concat pairs were among the largest
+elementwise costs. Folding the SRU's swap into the squeeze convs (two convs on ``x`` and the gated
+part) was measured too and rejected: the extra multiply-accumulates cost more than the passes
+they save at every ResNet-50 stage shape.
 
 The gate itself keeps the sigmoid: ``sigmoid(z) >= t`` is not the same as ``z >= logit(t)`` in
 float32 (sigmoid rounds to exactly 0.5 for |z| below ~3e-8), and decisions must match PyTorch.
@@ -32,6 +54,12 @@ from .config import variant_name
 if TYPE_CHECKING:
     from .reference import CRU, SRU, ScConv
 
+#: A grouped conv with fewer input channels per group than this runs as one dense conv with PWC1
+#: folded in. ONNX Runtime's blocked (NCHWc) conv kernels need 16-channel groups; narrower groups
+#: fall back to im2col, which at C=64 took as long as the dense conv of twice the MACs does, plus
+#: PWC1 and the add (503 vs 694 us per block at 56x56, one thread). Wider groups stay grouped.
+MIN_GROUP_WIDTH = 16
+
 
 def _conv_copy(conv: nn.Conv2d) -> nn.Conv2d:
     """A detached copy of a convolution (the export form never shares storage with its source)."""
@@ -47,6 +75,88 @@ def _conv_copy(conv: nn.Conv2d) -> nn.Conv2d:
     )
     new.load_state_dict({k: v.detach().clone() for k, v in conv.state_dict().items()})
     return new.to(conv.weight.device, conv.weight.dtype)
+
+
+def _conv_with(weight: torch.Tensor, bias: torch.Tensor | None, padding: int) -> nn.Conv2d:
+    """A dense stride-1 conv holding the given (detached) weight and bias."""
+    out_ch, in_ch, k, _ = weight.shape
+    conv = nn.Conv2d(in_ch, out_ch, k, padding=padding, bias=bias is not None)
+    conv = conv.to(weight.device, weight.dtype)
+    with torch.no_grad():
+        conv.weight.copy_(weight)
+        if bias is not None:
+            conv.bias.copy_(bias)
+    return conv
+
+
+def step(d: torch.Tensor) -> torch.Tensor:
+    """``[d > 0]`` as float, exactly, for ``-1 < d < 1`` (values are 1 or ±0): ``Ceil(d)``."""
+    return torch.ceil(d)
+
+
+def unbiased_correction(x: torch.Tensor, group_size: int) -> torch.Tensor:
+    """``sqrt((n - 1) / n)``, ``n = group_size·H·W``: turns a biased group std into the seed's unbiased one.
+
+    Written as ``sqrt(1 - (1/group_size) / (H·W))``: the graph computes H·W and four scalar ops
+    (the only shape-dependent value of the export form; N, H and W stay dynamic).
+    """
+    hw = torch.tensor(x.shape[2] * x.shape[3], dtype=x.dtype)
+    return torch.sqrt(1.0 - (1.0 / group_size) / hw)
+
+
+def swap_halves_index(channels: int, device: torch.device | None = None) -> torch.Tensor:
+    """Channel indices that swap the two halves: ``x[:, idx] == cat([x_b, x_a])``."""
+    half = channels // 2
+    return torch.cat([torch.arange(half, channels), torch.arange(half)]).to(device)
+
+
+def dense_weight(conv: nn.Conv2d) -> torch.Tensor:
+    """The weight of ``conv`` as a dense (groups=1) conv: block-diagonal over the groups."""
+    w = conv.weight.detach()
+    if conv.groups == 1:
+        return w.clone()
+    out_per, in_per = conv.out_channels // conv.groups, conv.in_channels // conv.groups
+    dense = w.new_zeros(conv.out_channels, conv.in_channels, *w.shape[2:])
+    for g in range(conv.groups):
+        rows, cols = slice(g * out_per, (g + 1) * out_per), slice(g * in_per, (g + 1) * in_per)
+        dense[rows, cols] = w[rows]
+    return dense
+
+
+def merges_pointwise(gwc: nn.Conv2d) -> bool:
+    """Whether ``GWC + PWC1`` runs as one dense conv: GWC already dense, or its groups too narrow."""
+    return gwc.groups == 1 or gwc.in_channels // gwc.groups < MIN_GROUP_WIDTH
+
+
+def merge_pointwise_into_centre(gwc: nn.Conv2d, pwc: nn.Conv2d) -> nn.Conv2d:
+    """One dense conv computing ``gwc(u) + pwc(u)``: the 1x1 ``pwc`` added into the centre tap.
+
+    ``gwc`` has an odd kernel k with padding k//2 (stride 1), so its centre tap reads the same
+    pixel as the 1x1 conv.
+    """
+    k = gwc.kernel_size[0]
+    weight = dense_weight(gwc)
+    weight[:, :, k // 2, k // 2] += pwc.weight.detach()[:, :, 0, 0]
+    return _conv_with(weight, None if gwc.bias is None else gwc.bias.detach(), k // 2)
+
+
+def append_identity(pwc: nn.Conv2d) -> nn.Conv2d:
+    """One 1x1 conv computing ``cat([pwc(v), v])``: ``pwc``'s rows, then the identity."""
+    w = pwc.weight.detach()
+    eye = torch.eye(pwc.in_channels, dtype=w.dtype, device=w.device)[:, :, None, None]
+    return _conv_with(torch.cat([w, eye]), None, 0)
+
+
+def softmax_fuse(y1: torch.Tensor, y2: torch.Tensor, channels: int) -> torch.Tensor:
+    """``out1 + out2`` of ``out = softmax(avgpool(cat([y1, y2])), dim=1) * cat([y1, y2])``.
+
+    Same values per element as the reference (pooling and softmax see the same 2C numbers),
+    without materialising the 2C-channel map: ``y1 * s1 + y2 * s2``. ``channels`` (C, the
+    channels of each branch) is passed as a constant so the split stays static in the graph.
+    """
+    pooled = torch.cat([F.adaptive_avg_pool2d(y1, 1), F.adaptive_avg_pool2d(y2, 1)], dim=1)
+    s1, s2 = torch.split(torch.softmax(pooled, dim=1), [channels, channels], dim=1)
+    return y1 * s1 + y2 * s2
 
 
 class ExportSRU(nn.Module):
@@ -67,7 +177,9 @@ class ExportSRU(nn.Module):
         self.register_buffer("scale", scale.detach().clone().reshape(-1))
         self.register_buffer("shift", shift.detach().clone().reshape(-1))
         self.channels = int(self.scale.numel())
-        self.half = self.channels // 2
+        # Not part of the state: derived from the channel count alone.
+        swap = swap_halves_index(self.channels, self.scale.device)
+        self.register_buffer("swap_index", swap, persistent=False)
         self.group_num = group_num
         self.gate_treshold = float(gate_treshold)
         # The threshold exactly as PyTorch uses it against a float32 gate: rounded to float32.
@@ -105,45 +217,50 @@ class ExportSRU(nn.Module):
 
     def gate_values(self, x: torch.Tensor) -> torch.Tensor:
         """``r = sigmoid(GN(x) * w)`` computed the export form's way."""
-        scale = self.scale
-        if not self.torch_gn:
-            # Unbiased std: x_hat_unbiased = x_hat_biased * sqrt((n - 1) / n), n = (C/G)·H·W.
-            n = torch.tensor(x.shape[2] * x.shape[3] * (self.channels // self.group_num), dtype=x.dtype)
-            scale = scale * torch.sqrt(1.0 - 1.0 / n)
+        if self.torch_gn:
+            scale = self.scale
+        else:
+            scale = self.scale * unbiased_correction(x, self.channels // self.group_num)
         return torch.sigmoid(F.group_norm(x, self.group_num, scale, self.shift, self.norm_eps))
+
+    def split_by_gate(self, x: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x1, x2) = (w1 * x, w2 * x)`` for gate values ``r``, with float-only masks."""
+        if self.gate == "hard":
+            x2 = step(self._t - r) * x  # [r < t] * x; its complement r >= t keeps the rest
+            return x - x2, x2  # x - x2 is exactly x or 0
+        above = step(r - self._t)  # [r > t]
+        w1 = torch.maximum(r, above)  # 1 where r > t, else r   (0 <= r <= 1)
+        return w1 * x, (w1 - above) * x  # w2: 0 where r > t, else r
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         r = self.gate_probe(self.gate_values(x))
-        if self.gate == "hard":
-            below = torch.relu(torch.sign(self._t - r))  # [r < t]; its complement is r >= t
-            x2 = below * x
-            x1 = x - x2  # exactly x or 0
-        else:
-            above = torch.relu(torch.sign(r - self._t))  # [r > t]
-            w1 = torch.maximum(r, above)  # 1 where r > t, else r   (0 <= r <= 1)
-            w2 = w1 - above  # 0 where r > t, else r
-            x1, x2 = w1 * x, w2 * x
-        x2_a, x2_b = torch.split(x2, [self.half, self.half], dim=1)
-        return x1 + torch.cat([x2_b, x2_a], dim=1)
+        x1, x2 = self.split_by_gate(x, r)
+        return x1 + torch.index_select(x2, 1, self.swap_index)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, variant={self.variant!r}, gate_treshold={self.gate_treshold}"
 
 
 class ExportCRU(nn.Module):
-    """CRU in export form: the reference computation with every channel split a constant."""
+    """CRU in export form: constant channel splits, fused convolutions, a narrow softmax fuse.
+
+    ``GWC`` is the group-wise conv, or (``PWC1 is None``) the dense conv computing ``GWC + PWC1``;
+    ``Y2`` computes ``cat([PWC2(low), low])``.
+    """
 
     def __init__(self, cru: CRU, origin: str = "") -> None:
         super().__init__()
         self.origin = origin or f"{type(cru).__module__}.{type(cru).__qualname__}"
         self.up_channel = int(cru.up_channel)
         self.low_channel = int(cru.low_channel)
+        self.channels = int(cru.GWC.out_channels)
         self.squeeze1 = _conv_copy(cru.squeeze1)
         self.squeeze2 = _conv_copy(cru.squeeze2)
-        self.GWC = _conv_copy(cru.GWC)
-        self.PWC1 = _conv_copy(cru.PWC1)
-        self.PWC2 = _conv_copy(cru.PWC2)
-        self.channels = self.GWC.out_channels
+        if merges_pointwise(cru.GWC):
+            self.GWC, self.PWC1 = merge_pointwise_into_centre(cru.GWC, cru.PWC1), None
+        else:
+            self.GWC, self.PWC1 = _conv_copy(cru.GWC), _conv_copy(cru.PWC1)
+        self.Y2 = append_identity(cru.PWC2)
 
     @classmethod
     def from_reference(cls, cru: CRU) -> ExportCRU:
@@ -152,12 +269,8 @@ class ExportCRU(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         up, low = torch.split(x, [self.up_channel, self.low_channel], dim=1)
         up, low = self.squeeze1(up), self.squeeze2(low)
-        y1 = self.GWC(up) + self.PWC1(up)
-        y2 = torch.cat([self.PWC2(low), low], dim=1)
-        out = torch.cat([y1, y2], dim=1)
-        out = torch.softmax(F.adaptive_avg_pool2d(out, 1), dim=1) * out
-        out1, out2 = torch.split(out, [self.channels, self.channels], dim=1)
-        return out1 + out2
+        y1 = self.GWC(up) if self.PWC1 is None else self.GWC(up) + self.PWC1(up)
+        return softmax_fuse(y1, self.Y2(low), self.channels)
 
 
 class ExportScConv(nn.Module):

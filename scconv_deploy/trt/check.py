@@ -25,7 +25,6 @@ logger = logging.getLogger(__name__)
 
 # Default (rtol, atol) per ONNX precision; an element fails when it exceeds both. FP32 as scconv-export
 # checks; FP16 and INT8 as the precision step checks its ONNX files (scconv_deploy.precision).
-# FP32 as scconv-export's check; reduced precision as the precision checks of the ONNX artefacts.
 TOLERANCES = {
     "FP32": (1e-3, 1e-4),
     "FP16": PRECISION_TOLERANCES["fp16"],
