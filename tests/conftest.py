@@ -74,13 +74,15 @@ def random_input(shape, seed: int) -> torch.Tensor:
 def tie_free_input(block: torch.nn.Module, shape, seed: int, guard: float) -> torch.Tensor:
     """A random input of ``shape`` with no gate value within ``guard`` of the threshold.
 
-    Tiny norm groups, or a channel whose gate barely depends on its input (norm weight ~1e-4),
-    can make a tie impossible to nudge away; then another random draw is taken, and at last a
-    guard ten times smaller (still 16 float32 ulps of 0.5 at 1e-6).
+    Tiny norm groups, or a channel whose gate barely depends on its input (a norm weight near
+    zero leaves r = sigmoid(bias·w) for every input: a structural near-tie), can make a tie
+    impossible to nudge away; then another random draw is taken, and then a smaller guard, down
+    to guard/100 (1e-7 for the default: still above the half-ulp rounding of a gate near 0.5, and
+    such a gate's z is tiny, so two implementations cannot round it apart).
     """
     from scconv_deploy.ties import untie
 
-    for g in (guard, guard / 10):
+    for g in (guard, guard / 10, guard / 100):
         for attempt in range(4):
             try:
                 return untie(block, random_input(shape, seed + 7919 * attempt), g)

@@ -67,7 +67,7 @@ def test_report_holds_errors_gates_graph_and_lint(demo_export):
     assert report["ok"] and check["passed"] and check["real_flips"] == 0
     assert check["gates_compared"] == 96 * (32 * 32 * 32 + 64 * 16 * 16 + 128 * 8 * 8)
     assert len(check["compared"]) > 0 and check["outputs"][0]["max_rel"] < 1e-4
-    assert report["graph"]["nodes"] > 0 and report["graph"]["ops"]["Sign"] == 3
+    assert report["graph"]["nodes"] > 0 and report["graph"]["ops"]["Ceil"] == 3  # one exact step per gate
     assert report["lint"]["ok"] and report["lint"]["findings"] == []
     assert report["scconv"] == {
         "count": 3,

@@ -65,9 +65,7 @@ Rule = Callable[[onnx.ModelProto, Target], list[Finding]]
 
 UNROLLED_SUM_MIN_ADDS = 8
 _ONNX_NON_CORE_DOMAINS = frozenset({"ai.onnx.ml", "ai.onnx.preview.training"})
-_MASK_FIX = (
-    "build the mask as float arithmetic, e.g. Relu(Sign(r - t)); scconv_deploy.to_deploy does this for SCConv"
-)
+_MASK_FIX = "build the mask as float arithmetic, e.g. Ceil(r - t) for r > t (scconv_deploy.to_deploy does)"
 _FOLD_FIX = (
     "run constant folding (polygraphy surgeon sanitize --fold-constants, or onnxslim) or fold at export"
 )

@@ -118,10 +118,7 @@ def gate_path(model: onnx.ModelProto) -> GatePath:
                     if (
                         src is not None
                         and src.name not in keep
-                        and (
-                            src.op_type in POOLING
-                            or src.op_type in {"Reshape", "Flatten", "Squeeze", "Unsqueeze"}
-                        )
+                        and (src.op_type in POOLING or src.op_type in _PASS_THROUGH)
                     ):
                         keep.add(src.name)
                         if src.op_type not in POOLING:

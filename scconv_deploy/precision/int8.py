@@ -95,7 +95,14 @@ def to_int8(
                 op_types_to_quantize=QUANTIZED_OPS,
                 nodes_to_exclude=keep,
                 calibrate_method=methods[method],
-                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+                extra_options={
+                    "ActivationSymmetric": True,
+                    "WeightSymmetric": True,
+                    # Q/DQ only on the edges into quantized ops: a tensor the gate path also reads
+                    # (a conv output pooled for the CRU softmax) stays FP32 on that edge.
+                    "OpTypesToExcludeOutputQuantization": QUANTIZED_OPS,
+                    "DedicatedQDQPair": True,
+                },
             )
         finally:
             root.setLevel(level)
