@@ -117,3 +117,18 @@ def demo_onnx(tmp_path_factory):
         return made[dynamic]
 
     return make
+
+
+@pytest.fixture(scope="module")
+def onnx_path(demo_onnx):
+    """The seed demo exported with a dynamic batch."""
+    return demo_onnx()
+
+
+@pytest.fixture(scope="module")
+def model(onnx_path):
+    """The seed demo's ONNX file loaded with ``scconv_deploy.runtime`` on the CPU."""
+    from scconv_deploy.runtime import load
+
+    with load(onnx_path, device="cpu") as m:
+        yield m

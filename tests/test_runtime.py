@@ -27,17 +27,6 @@ ALL_PROVIDERS = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecu
 
 
 @pytest.fixture(scope="module")
-def onnx_path(demo_onnx) -> Path:
-    return demo_onnx()
-
-
-@pytest.fixture(scope="module")
-def model(onnx_path):
-    with load(onnx_path, device="cpu") as m:
-        yield m
-
-
-@pytest.fixture(scope="module")
 def fixed_onnx(onnx_path, tmp_path_factory) -> Path:
     """The demo graph with its batch fixed at 1 and no metadata (no mean/std)."""
     graph = onnx.load(onnx_path)

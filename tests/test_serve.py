@@ -32,17 +32,6 @@ DEMO = ROOT / "models" / "scconv_cnn_digits_seed.pt"
 
 
 @pytest.fixture(scope="module")
-def onnx_path(demo_onnx) -> Path:
-    return demo_onnx()
-
-
-@pytest.fixture(scope="module")
-def model(onnx_path):
-    with load(onnx_path, device="cpu") as m:
-        yield m
-
-
-@pytest.fixture(scope="module")
 def server(model):
     with BackgroundServer(create_app(model, "demo")) as running:
         yield running

@@ -21,11 +21,6 @@ DEMO = ROOT / "models" / "scconv_cnn_digits_seed.pt"
 CLASSES = [str(d) for d in range(10)]
 
 
-@pytest.fixture(scope="module")
-def onnx_path(demo_onnx) -> Path:
-    return demo_onnx()
-
-
 def _parsed(repo) -> object:
     return parse_config(repo.config_path.read_text())
 
