@@ -240,3 +240,16 @@ def test_failed_check_exits_1_and_keeps_files_for_inspection(tmp_path, monkeypat
             "max_abs"
         ]
     )
+
+
+def test_triton_repository_is_written_for_a_verified_export(tmp_path):
+    from scconv_deploy.triton import parse_config
+
+    src = tmp_path / "demo.pt"
+    src.write_bytes(DEMO.read_bytes())
+    repo = tmp_path / "repo"
+    args = [str(src), "--onnx", "--exporter", "legacy", "--check-samples", "8", "--triton-repo", str(repo), "-q"]
+    assert main(args) == 0
+    config = parse_config((repo / "demo" / "config.pbtxt").read_text())
+    assert config.platform == "onnxruntime_onnx" or config.backend == "onnxruntime"
+    assert (repo / "demo" / "1" / "model.onnx").read_bytes() == (tmp_path / "demo.onnx").read_bytes()

@@ -10,6 +10,7 @@ from ..golden import DEFAULT_TIE_GUARD
 from ..onnx_export import DEFAULT_OPSET, DYNAMIC, EXPORTERS, ExportResult, export_onnx
 from ..precision import PRECISIONS
 from ..presets import PRESET_KEYS, load_preset
+from ..triton import write_triton_repository
 from ._common import EXIT_CHECK_FAILED, EXIT_OK, add_verbosity, run, setup_logging
 
 EXAMPLES = """examples:
@@ -89,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--plots", dest="plots_dir", metavar="DIR", help="write PNG histograms of gate margins and errors"
     )
+    p.add_argument(
+        "--triton-repo", metavar="DIR", help="also write a Triton model repository for the verified ONNX"
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of a summary")
     add_verbosity(p)
     return p
@@ -132,6 +136,11 @@ def main(argv: list[str] | None = None) -> int:
     def command() -> int:
         result = export_onnx(args.checkpoint, args.output, trust=args.trust, arch=args.arch, **_options(args))
         print(json.dumps(result.report, indent=2, default=str) if args.json else _summary(result))
+        if args.triton_repo and result.ok:  # only a verified model goes into a serving repository
+            repo = write_triton_repository(result.onnx_path, args.triton_repo, overwrite=True)
+            print(
+                f"wrote Triton model {repo.config_path.parent}", file=sys.stderr if args.json else sys.stdout
+            )
         return EXIT_OK if result.ok else EXIT_CHECK_FAILED
 
     return run(command, "scconv-export")
