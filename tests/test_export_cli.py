@@ -248,7 +248,17 @@ def test_triton_repository_is_written_for_a_verified_export(tmp_path):
     src = tmp_path / "demo.pt"
     src.write_bytes(DEMO.read_bytes())
     repo = tmp_path / "repo"
-    args = [str(src), "--onnx", "--exporter", "legacy", "--check-samples", "8", "--triton-repo", str(repo), "-q"]
+    args = [
+        str(src),
+        "--onnx",
+        "--exporter",
+        "legacy",
+        "--check-samples",
+        "8",
+        "--triton-repo",
+        str(repo),
+        "-q",
+    ]
     assert main(args) == 0
     config = parse_config((repo / "demo" / "config.pbtxt").read_text())
     assert config.platform == "onnxruntime_onnx" or config.backend == "onnxruntime"
