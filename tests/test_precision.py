@@ -58,6 +58,28 @@ def test_fp16_keeps_the_gate_path_fp32_behind_explicit_casts(fp32):
     assert half.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
 
 
+@pytest.mark.parametrize("variant", ["seed", "head"])
+def test_fp16_decisions_read_the_fp32_gate_value_unrounded(tmp_path, variant):
+    """Inside the FP32 island no edge passes through FP16 (the soft gate reads r twice: Sub and Max)."""
+    out = tmp_path / "m.onnx"
+    export_onnx(ROOT / "models" / f"scconv_cnn_digits_{variant}.pt", out, exporter="legacy", check=False)
+    half = to_fp16(onnx.load(out))
+    path = gate_path(half)
+    producer = {o: n for n in half.graph.node for o in n.output}
+    for node in half.graph.node:
+        if node.name in path.nodes and node.op_type not in {"Cast", "Constant"}:
+            for name in node.input:
+                src = producer.get(name)
+                if src is not None and src.op_type == "Cast":
+                    assert (
+                        src.name not in path.nodes
+                        or producer.get(src.input[0]) is None
+                        or (producer[src.input[0]].op_type != "Cast")
+                    ), f"{node.name} reads {name} through an FP16 round trip"
+    readers = [n for n in half.graph.node for g in path.gate_tensors if g in n.input]
+    assert readers and all(n.name in path.nodes for n in readers)
+
+
 def test_fp16_keeps_decisions_where_naive_fp16_flips_them(fp32):
     model, golden, _ = fp32
     check = check_precision(model, to_fp16(model), golden, "fp16")
