@@ -350,9 +350,9 @@ def export_onnx(
     if plots_dir is not None:
         if not check:
             raise ExportError("--plots needs the check (drop --no-check)")
-        from .plots import _pyplot
+        from .plots import require_matplotlib
 
-        _pyplot()  # fail early, before the export, if matplotlib is missing
+        require_matplotlib()  # fail early, before the export, if matplotlib is missing
         Path(plots_dir).mkdir(parents=True, exist_ok=True)
         plot_paths = [Path(plots_dir) / f"{out_path.stem}.{kind}.png" for kind in ("gate_margins", "errors")]
         check_writable_dir(plot_paths[0], ExportError)

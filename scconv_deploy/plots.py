@@ -13,7 +13,7 @@ from .errors import DependencyError
 from .golden import Golden
 
 
-def _pyplot():
+def require_matplotlib():
     try:
         import matplotlib
 
@@ -26,7 +26,7 @@ def _pyplot():
 
 def plot_gate_margins(golden: Golden, path: Path) -> None:
     """Per block: the distribution over samples of the smallest gate margin |r - t|."""
-    plt = _pyplot()
+    plt = require_matplotlib()
     fig, ax = plt.subplots(figsize=(7, 4))
     floor = 1e-9
     bins = np.logspace(np.log10(floor), 0, 50)
@@ -47,7 +47,7 @@ def plot_gate_margins(golden: Golden, path: Path) -> None:
 
 def plot_output_errors(golden: Golden, outputs: list[np.ndarray], compared: list[int], path: Path) -> None:
     """Absolute output error per element, on the samples compared tightly and on the tie samples."""
-    plt = _pyplot()
+    plt = require_matplotlib()
     fig, ax = plt.subplots(figsize=(7, 4))
     tie = np.setdiff1d(np.arange(golden.samples), compared)
     floor = 1e-9

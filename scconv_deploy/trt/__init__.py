@@ -6,9 +6,9 @@ from .check import TOLERANCES, find_golden, run_batches, verify_engine, verify_p
 from .env import INSTALL_TRT, require_cuda, require_tensorrt
 from .inspect import EngineReport, LayerInfo, inspect_plan, layer_info, sidecar_summary
 from .onnx_file import OnnxInput
+from .onnx_precision import Precision, onnx_precision
 from .pipeline import BuildResult, build_and_verify, load_golden_for
 from .plan import BuildPlan
-from .precision import Precision, onnx_precision
 from .profile import ShapeRange, make_profile
 from .runner import Engine, TensorSpec, load_engine
 from .sidecar import BuildInfo, check_compatible, read_sidecar, sidecar_path, write_engine_files

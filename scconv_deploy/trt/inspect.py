@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .env import require_tensorrt
-from .precision import Precision
+from .onnx_precision import Precision
 from .profile import ShapeRange, dims_text
 from .runner import load_engine
 

@@ -25,7 +25,7 @@ from ..errors import EngineError
 from ..gates import GATE_METADATA_KEY
 from ..lint import LintReport, lint_onnx
 from .onnx_file import OnnxInput, export_shapes, file_sha256, load_onnx, read_inputs, read_metadata
-from .precision import Precision, onnx_precision
+from .onnx_precision import Precision, onnx_precision
 from .profile import HW, ShapeRange, Triple, make_profile
 from .sidecar import SIDECAR_FORMAT, SIDECAR_VERSION, BuildInfo, dump_sidecar, sidecar_path
 
