@@ -11,6 +11,8 @@ import tempfile
 from pathlib import Path
 from types import TracebackType
 
+import onnx
+
 from .errors import ScconvDeployError
 
 
@@ -61,3 +63,18 @@ class Staging:
             self.commit()
         else:
             self.abort()
+
+
+def read_onnx(path: Path, error: type[ScconvDeployError]) -> onnx.ModelProto:
+    """An ONNX file's graph without its external data; unreadable or empty files raise ``error``."""
+    from google.protobuf.message import DecodeError
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except OSError as err:
+        raise error(f"{path}: cannot read it ({err.strerror or err})") from err
+    except (DecodeError, ValueError) as err:
+        raise error(f"{path}: not an ONNX model ({err})") from err
+    if not model.HasField("graph") or not model.graph.node:
+        raise error(f"{path}: not an ONNX model (no graph nodes)")
+    return model

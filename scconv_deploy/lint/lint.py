@@ -6,8 +6,8 @@ import logging
 from pathlib import Path
 
 import onnx
-from google.protobuf.message import DecodeError
 
+from .._files import read_onnx
 from ..errors import ExportError
 from .findings import LintReport
 from .graph import default_opset
@@ -43,15 +43,7 @@ def lint_onnx(
 
 
 def _load(path: Path) -> onnx.ModelProto:
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except OSError as err:
-        raise ExportError(f"{path}: cannot read it ({err.strerror or err})") from err
-    except (DecodeError, ValueError) as err:
-        raise ExportError(f"{path}: not an ONNX model ({err})") from err
-    if not model.HasField("graph") or not model.graph.node:
-        raise ExportError(f"{path}: not an ONNX model (no graph nodes)")
-    return model
+    return read_onnx(path, ExportError)
 
 
 def _infer(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
-from google.protobuf.message import DecodeError
 
+from .._files import read_onnx
 from ..errors import EngineError
 
 Dim = int | str  # a static size, or the name of a dynamic axis
@@ -59,15 +59,7 @@ def export_shapes(inputs: list[OnnxInput], metadata: dict[str, str]) -> dict[str
 
 def load_onnx(path: str | Path) -> onnx.ModelProto:
     """The graph without external data (the plan needs shapes, types and metadata only)."""
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except OSError as err:
-        raise EngineError(f"{path}: cannot read it ({err.strerror or err})") from err
-    except (DecodeError, ValueError) as err:
-        raise EngineError(f"{path}: not an ONNX model ({err})") from err
-    if not model.graph.node:
-        raise EngineError(f"{path}: not an ONNX model (no graph nodes)")
-    return model
+    return read_onnx(Path(path), EngineError)
 
 
 def file_sha256(path: Path) -> str:
