@@ -18,3 +18,9 @@ def test_public_api_is_exported():
     for name in scconv_deploy.__all__:
         assert hasattr(scconv_deploy, name), name
     assert importlib.import_module("scconv_deploy").__version__
+
+
+def test_runtime_and_server_import_without_torch():
+    """Serving needs ONNX Runtime, not PyTorch: importing them must not load torch (about 1 s)."""
+    code = "import sys, scconv_deploy.runtime, scconv_deploy.serve; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
