@@ -37,6 +37,7 @@ from .convert import deploy_summary, to_deploy
 from .errors import ExportError
 from .gates import GATE_METADATA_KEY, GateTap
 from .golden import DEFAULT_TIE_GUARD, Golden, conversion_error, make_golden
+from .ort_cpu import cpu_session, run_batched
 from .precision import PRECISIONS, PrecisionCheck, check_precision, to_fp16, to_int8
 from .verify import VerificationResult, compare
 
@@ -200,39 +201,17 @@ def _set_metadata(model: onnx.ModelProto, entries: dict[str, Any]) -> None:
             prop.key, prop.value = key, value if isinstance(value, str) else json.dumps(value)
 
 
-def _ort_session(model: onnx.ModelProto):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-
-
-def run_onnx(model: onnx.ModelProto, inputs: np.ndarray, batch: int | None) -> list[np.ndarray]:
-    """All outputs of ``model`` on ``inputs``, in chunks of ``batch`` (padded when the batch is fixed)."""
-    session = _ort_session(model)
-    step = batch or 16
-    chunks: list[list[np.ndarray]] = []
-    for start in range(0, len(inputs), step):
-        x = inputs[start : start + step]
-        n = len(x)
-        if batch is not None and n < batch:  # fixed batch: pad, then drop the padding
-            x = np.concatenate([x, np.zeros((batch - n, *x.shape[1:]), x.dtype)])
-        chunks.append([o[:n] for o in session.run(None, {INPUT_NAME: x})])
-    return [np.concatenate(parts) for parts in zip(*chunks, strict=True)]
-
-
 def _check(
-    debug: onnx.ModelProto, golden: Golden, batch: int | None, n_out: int, rtol: float, atol: float
+    debug: Any, golden: Golden, batch: int | None, n_out: int, rtol: float, atol: float
 ) -> tuple[VerificationResult, list[np.ndarray]]:
-    """The decision-aware comparison of the debug graph in ONNX Runtime, and its outputs."""
-    results = run_onnx(debug, golden.inputs, batch)
+    """The decision-aware comparison of the debug graph's session, and its outputs."""
+    results = run_batched(debug, golden.inputs, batch, INPUT_NAME)
     return compare(golden, results[:n_out], results[n_out:], rtol=rtol, atol=atol), results[:n_out]
 
 
 def _check_other_shapes(
-    main: onnx.ModelProto,
-    debug: onnx.ModelProto,
+    main: Any,
+    debug: Any,
     golden: Golden,
     deployed: nn.Module,
     dynamic: str,
@@ -240,11 +219,12 @@ def _check_other_shapes(
     rtol: float,
     atol: float,
 ) -> list[dict[str, Any]]:
-    """The shipped file at other batch sizes (same results as the full-batch run) and spatial sizes."""
+    """The shipped file (``main``, a session) at other batch sizes — same results as the full-batch
+    run — and, through the debug graph's session, at another spatial size."""
     checks = []
-    full = run_onnx(main, golden.inputs[:4], None)
+    full = run_batched(main, golden.inputs[:4], None, INPUT_NAME)
     for n in (1, 3):
-        part = run_onnx(main, golden.inputs[:n], n)
+        part = run_batched(main, golden.inputs[:n], n, INPUT_NAME)
         err = max(float(np.abs(a - b[:n]).max()) for a, b in zip(part, full, strict=True))
         checks.append(
             {"shape": [n, *golden.inputs.shape[1:]], "max_abs_vs_batch_4": err, "passed": err <= atol}
@@ -416,9 +396,12 @@ def export_onnx(
         golden = make_golden(deployed, inputs, names, tie_guard)
         conversion = conversion_error(model, golden)
         golden.meta = {"source.sha256": ckpt.sha256, "data": data_desc, "onnx": out_path.name}
-        verification, ort_outputs = _check(debug, golden, batch, n_out, rtol, atol)
+        debug_session = cpu_session(debug)  # one session per graph for every check below
+        verification, ort_outputs = _check(debug_session, golden, batch, n_out, rtol, atol)
         if dynamic != "none":
-            dynamic_checks = _check_other_shapes(main, debug, golden, deployed, dynamic, n_out, rtol, atol)
+            dynamic_checks = _check_other_shapes(
+                cpu_session(main), debug_session, golden, deployed, dynamic, n_out, rtol, atol
+            )
         if precision != "fp32":
             precision_check = check_precision(main, artefact, golden, precision)
 

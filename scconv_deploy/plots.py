@@ -24,6 +24,13 @@ def require_matplotlib():
     return plt
 
 
+def _save(plt, fig, ax, path: Path, legend_size: int) -> None:
+    ax.legend(fontsize=legend_size)
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=110)
+    plt.close(fig)
+
+
 def plot_gate_margins(golden: Golden, path: Path) -> None:
     """Per block: the distribution over samples of the smallest gate margin |r - t|."""
     plt = require_matplotlib()
@@ -39,10 +46,7 @@ def plot_gate_margins(golden: Golden, path: Path) -> None:
         ylabel="samples",
         title="How close each sample's gates come to their threshold",
     )
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, format="png", dpi=110)
-    plt.close(fig)
+    _save(plt, fig, ax, path, legend_size=7)
 
 
 def plot_output_errors(golden: Golden, outputs: list[np.ndarray], compared: list[int], path: Path) -> None:
@@ -67,7 +71,4 @@ def plot_output_errors(golden: Golden, outputs: list[np.ndarray], compared: list
         ylabel="elements",
         title="Output error against PyTorch",
     )
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, format="png", dpi=110)
-    plt.close(fig)
+    _save(plt, fig, ax, path, legend_size=8)

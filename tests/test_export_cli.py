@@ -227,9 +227,11 @@ def test_help_shows_examples(capsys):
 def test_failed_check_exits_1_and_keeps_files_for_inspection(tmp_path, monkeypatch):
     import scconv_deploy.onnx_export as ox
 
-    real_run = ox.run_onnx
+    real_run = ox.run_batched
     monkeypatch.setattr(
-        ox, "run_onnx", lambda m, x, b: [o + 0.5 if i == 0 else o for i, o in enumerate(real_run(m, x, b))]
+        ox,
+        "run_batched",
+        lambda s, x, b, name: [o + 0.5 if i == 0 else o for i, o in enumerate(real_run(s, x, b, name))],
     )
     src = tmp_path / "demo.pt"
     src.write_bytes(DEMO.read_bytes())
@@ -263,3 +265,13 @@ def test_triton_repository_is_written_for_a_verified_export(tmp_path):
     config = parse_config((repo / "demo" / "config.pbtxt").read_text())
     assert config.platform == "onnxruntime_onnx" or config.backend == "onnxruntime"
     assert (repo / "demo" / "1" / "model.onnx").read_bytes() == (tmp_path / "demo.onnx").read_bytes()
+
+
+def test_plots_show_gate_margins_and_errors(tmp_path):
+    src = tmp_path / "demo.pt"
+    src.write_bytes(DEMO.read_bytes())
+    plots = tmp_path / "plots"
+    args = [str(src), "--onnx", "--exporter", "legacy", "--check-samples", "8", "--plots", str(plots), "-q"]
+    assert main(args) == 0
+    assert sorted(p.name for p in plots.iterdir()) == ["demo.errors.png", "demo.gate_margins.png"]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in plots.iterdir())

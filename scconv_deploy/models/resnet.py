@@ -25,6 +25,16 @@ from .registry import register_model, scconv_options
 STRIDE2 = ("conv", "scconv_pool")
 
 
+def init_conv_bn(model: nn.Module) -> None:
+    """torchvision's initialisation: Kaiming fan-out for every conv (SCConv's too), BN to identity."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
 def conv3x3(
     in_ch: int, out_ch: int, stride: int, scconv: dict[str, Any] | None, stride2: str = "conv"
 ) -> nn.Module:
@@ -132,12 +142,7 @@ class ResNet(nn.Module):
             in_ch = out_ch
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(in_ch, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_conv_bn(self)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))

@@ -24,6 +24,7 @@ from onnx.utils import Extractor
 
 from ..gates import expose_tensors, with_gate_outputs
 from ..golden import Golden
+from ..ort_cpu import cpu_session
 from ..verify import VerificationResult, compare
 from .fp16 import emulate_fp16, to_naive_fp16
 from .gate_path import gate_path
@@ -105,16 +106,8 @@ class PrecisionCheck:
         return "\n".join(lines)
 
 
-def _session(model: onnx.ModelProto):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-
-
 def _run(model: onnx.ModelProto, feed: dict[str, np.ndarray], outputs: list[str]) -> list[np.ndarray]:
-    return _session(model).run(outputs, feed)
+    return cpu_session(model).run(outputs, feed)
 
 
 def _fp32_blocks(fp32: onnx.ModelProto, golden: Golden) -> tuple[list[np.ndarray], list[np.ndarray]]:
