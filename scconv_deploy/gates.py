@@ -1,10 +1,15 @@
-"""Reading every SRU gate of a deployed network: values, margins and decisions.
+"""SCConv gates in an exported graph: how each SRU decides, and where its tensors are.
 
-``GateTap(model)`` wraps a network converted by ``to_deploy`` so that its forward returns the
-network's outputs followed by the gate values ``r`` of every SRU (in module order, which for the
-feed-forward networks SCConv lives in is the execution order), read from the
-export form's ``gate_probe``. Exported to ONNX it gives a *debug graph*: the deployed graph plus
-one extra output per SRU, so any runtime's gate decisions can be counted exactly.
+Every SRU of an exported network has two named tensors, recorded in the ONNX metadata:
+
+* the *gate value* ``r = sigmoid(GN(x)·w)`` (``scconv.gate_tensors``) — how close each decision was;
+* the *mask* (``scconv.mask_tensors``), the float 0/1 tensor that is the gate's only decision:
+  ``[r < t]`` for the hard gate (seed variant, whose decision is ``r >= t``) and ``[r > t]`` for
+  the soft gate (HEAD variant).
+
+Verification reads the masks to count decisions exactly and feeds the reference's masks back in
+(``scconv_deploy.verify.forced``). This module needs numpy and onnx only: it runs where PyTorch is
+not installed.
 """
 
 from __future__ import annotations
@@ -14,18 +19,20 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
-import torch
-from torch import nn
 
 from .errors import VerificationError
-from .modules.export_form import ExportSRU
+
+GATE_METADATA_KEY = "scconv.gate_tensors"
+MASK_METADATA_KEY = "scconv.mask_tensors"
+GATE_PREFIX = "gate:"
+MASK_PREFIX = "mask:"
 
 
 @dataclass(frozen=True)
 class GateSpec:
     """One SRU of a network: where it is and how it decides."""
 
-    name: str  # module path of the ExportSRU
+    name: str  # module path of the SRU
     gate: str  # "hard" (r >= t) or "soft" (r > t)
     threshold: float  # float32 value of t
 
@@ -34,64 +41,55 @@ class GateSpec:
         t = np.float32(self.threshold)
         return r >= t if self.gate == "hard" else r > t
 
+    def mask(self, decisions: np.ndarray, dtype: np.dtype = np.float32) -> np.ndarray:
+        """The mask tensor the export form computes for these decisions (``[r < t]`` or ``[r > t]``)."""
+        return (~decisions if self.gate == "hard" else decisions).astype(dtype)
 
-def gate_specs(model: nn.Module) -> list[GateSpec]:
-    """Every export-form SRU of ``model``, in module order."""
-    return [
-        GateSpec(name, m.gate, float(np.float32(m.gate_treshold)))
-        for name, m in model.named_modules()
-        if isinstance(m, ExportSRU)
-    ]
-
-
-class GateTap(nn.Module):
-    """``model``'s outputs (flattened to a tuple) followed by each SRU's gate values."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        self.specs = gate_specs(model)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        seen: dict[int, torch.Tensor] = {}
-        # Hooks live only for this call: the wrapped model stays free of side effects.
-        hooks = [
-            self.model.get_submodule(spec.name).gate_probe.register_forward_hook(
-                lambda module, args, output, i=i: seen.__setitem__(i, output)
-            )
-            for i, spec in enumerate(self.specs)
-        ]
-        try:
-            out = self.model(x)
-        finally:
-            for hook in hooks:
-                hook.remove()
-        outputs = tuple(out) if isinstance(out, (tuple, list)) else (out,)
-        return (*outputs, *(seen[i] for i in range(len(self.specs))))
+    def decisions(self, mask: np.ndarray) -> np.ndarray:
+        """The decisions (``w1 == 1``) a mask tensor holds."""
+        on = np.asarray(mask) > 0.5
+        return ~on if self.gate == "hard" else on
 
 
-GATE_METADATA_KEY = "scconv.gate_tensors"
-
-
-def with_gate_outputs(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy of an exported ONNX model whose SRU gate values are graph outputs again.
-
-    ``scconv-export`` records the names of the gate tensors in the metadata
-    (``scconv.gate_tensors``); exposing them lets any runtime's gate decisions be counted
-    exactly against golden data.
-    """
+def _metadata_list(model: onnx.ModelProto, key: str) -> list[str]:
     meta = {p.key: p.value for p in model.metadata_props}
-    if GATE_METADATA_KEY not in meta:
+    if key not in meta:
         raise VerificationError(
-            f"the model has no '{GATE_METADATA_KEY}' metadata: export it with scconv-export"
+            f"the model has no '{key}' metadata: export it with this version of scconv-export"
         )
-    names = json.loads(meta[GATE_METADATA_KEY])
+    return list(json.loads(meta[key]))
+
+
+def gate_tensor_names(model: onnx.ModelProto) -> list[str]:
+    """The SRU gate-value tensors of an exported model, in execution order."""
+    return _metadata_list(model, GATE_METADATA_KEY)
+
+
+def mask_tensor_names(model: onnx.ModelProto) -> list[str]:
+    """The SRU mask tensors (the decisions) of an exported model, in execution order."""
+    return _metadata_list(model, MASK_METADATA_KEY)
+
+
+def _check_produced(model: onnx.ModelProto, names: list[str]) -> None:
     produced = {o for node in model.graph.node for o in node.output}
     missing = [n for n in names if n not in produced]
     if missing:
         raise VerificationError(
             f"gate tensors {missing[:3]} are not in the graph (was it modified after export?)"
         )
+
+
+def with_gate_outputs(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of an exported ONNX model whose SRU gate values are graph outputs again."""
+    names = gate_tensor_names(model)
+    _check_produced(model, names)
+    return expose_tensors(model, names)
+
+
+def with_mask_outputs(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of an exported ONNX model whose SRU masks (its gate decisions) are graph outputs."""
+    names = mask_tensor_names(model)
+    _check_produced(model, names)
     return expose_tensors(model, names)
 
 

@@ -35,10 +35,11 @@ from .calibration import load_inputs
 from .checkpoint import Checkpoint, load_checkpoint
 from .convert import deploy_summary, to_deploy
 from .errors import ExportError
-from .gates import GATE_METADATA_KEY, GateTap
-from .golden import DEFAULT_TIE_GUARD, Golden, conversion_error, make_golden
+from .gates import GATE_METADATA_KEY, GATE_PREFIX, MASK_METADATA_KEY, MASK_PREFIX
+from .golden import DEFAULT_TIE_GUARD, Golden
 from .ort_cpu import cpu_session, run_batched
 from .precision import PRECISIONS, PrecisionCheck, check_precision, to_fp16, to_int8
+from .tap import GateTap, conversion_error, make_golden
 from .verify import VerificationResult, compare
 
 logger = logging.getLogger(__name__)
@@ -46,7 +47,6 @@ logger = logging.getLogger(__name__)
 DYNAMIC = ("none", "batch", "batch+hw")
 EXPORTERS = ("dynamo", "legacy")
 INPUT_NAME = "input"
-GATE_PREFIX = "gate:"
 DEFAULT_OPSET = 18  # InstanceNormalization-based GroupNorm: parsed by every TensorRT 10/11
 
 
@@ -345,12 +345,13 @@ def export_onnx(
     n_out = len(_run_torch(model, example, shape))
     deployed = to_deploy(model)
     summary = deploy_summary(deployed)
-    tap = GateTap(deployed).eval()
+    tap = GateTap(deployed, masks=True).eval()
     names = ["output"] if n_out == 1 else [f"output_{i}" for i in range(n_out)]
     gate_names = [f"{GATE_PREFIX}{spec.name}" for spec in tap.specs]
+    mask_names = [f"{MASK_PREFIX}{spec.name}" for spec in tap.specs]
 
     t_export = time.perf_counter()
-    debug = _torch_export(tap, example, names + gate_names, exporter, dynamic, opset)
+    debug = _torch_export(tap, example, names + gate_names + mask_names, exporter, dynamic, opset)
     if simplify:
         debug = annotate_shapes(_simplify(debug))
     export_seconds = time.perf_counter() - t_export
@@ -378,6 +379,7 @@ def export_onnx(
             "precision": "fp32",
             "exporter": exporter,
             GATE_METADATA_KEY: gate_names,
+            MASK_METADATA_KEY: mask_names,
         },
     )
     onnx.checker.check_model(main)
@@ -396,7 +398,8 @@ def export_onnx(
         golden = make_golden(deployed, inputs, names, tie_guard)
         conversion = conversion_error(model, golden)
         golden.meta = {"source.sha256": ckpt.sha256, "data": data_desc, "onnx": out_path.name}
-        debug_session = cpu_session(debug)  # one session per graph for every check below
+        # one session per graph for every check below
+        debug_session = cpu_session(_without_gate_outputs(debug, n_out + len(gate_names)))
         verification, ort_outputs = _check(debug_session, golden, batch, n_out, rtol, atol)
         if dynamic != "none":
             dynamic_checks = _check_other_shapes(

@@ -27,8 +27,9 @@ from scconv_deploy.cli.trt import main
 from scconv_deploy.convert import to_deploy
 from scconv_deploy.datasets import load_digits
 from scconv_deploy.gates import with_gate_outputs
-from scconv_deploy.golden import Golden, make_golden
+from scconv_deploy.golden import Golden
 from scconv_deploy.onnx_export import export_onnx
+from scconv_deploy.tap import make_golden
 from scconv_deploy.trt import (
     INSTALL_TRT,
     BuildInfo,

@@ -190,9 +190,11 @@ class ExportSRU(nn.Module):
         # the sqrt keeps an all-constant group finite (0 / eps) exactly as the seed does.
         self.norm_eps = eps if torch_gn else eps * eps
         self.origin = origin
-        # Identity that sees the gate values the forward uses: a forward hook on it reads them
-        # (debug exports and verification count gate decisions this way). Exports as nothing.
+        # Identities that see the gate values and the decision mask the forward uses: forward hooks
+        # on them read both (debug exports name these tensors, so that verification can read every
+        # decision and feed the reference's decisions back in). They export as nothing.
         self.gate_probe = nn.Identity()
+        self.mask_probe = nn.Identity()
 
     @classmethod
     def from_reference(cls, sru: SRU, origin: str = "") -> ExportSRU:
@@ -224,11 +226,16 @@ class ExportSRU(nn.Module):
         return torch.sigmoid(F.group_norm(x, self.group_num, scale, self.shift, self.norm_eps))
 
     def split_by_gate(self, x: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(x1, x2) = (w1 * x, w2 * x)`` for gate values ``r``, with float-only masks."""
+        """``(x1, x2) = (w1 * x, w2 * x)`` for gate values ``r``, with float-only masks.
+
+        The mask — the gate's only decision — passes ``mask_probe``: ``[r < t]`` for the hard gate,
+        ``[r > t]`` for the soft one (``gates.GateSpec`` converts between masks and decisions).
+        """
         if self.gate == "hard":
-            x2 = step(self._t - r) * x  # [r < t] * x; its complement r >= t keeps the rest
+            below = self.mask_probe(step(self._t - r))  # [r < t]
+            x2 = below * x  # its complement r >= t keeps the rest
             return x - x2, x2  # x - x2 is exactly x or 0
-        above = step(r - self._t)  # [r > t]
+        above = self.mask_probe(step(r - self._t))  # [r > t]
         w1 = torch.maximum(r, above)  # 1 where r > t, else r   (0 <= r <= 1)
         return w1 * x, (w1 - above) * x  # w2: 0 where r > t, else r
 

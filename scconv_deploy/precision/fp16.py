@@ -18,7 +18,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .gate_path import ensure_node_names, gate_path, gate_tensor_names
+from ..gates import MASK_METADATA_KEY, gate_tensor_names, mask_tensor_names
+from .gate_path import ensure_node_names, gate_path
 
 
 def _convert(model: onnx.ModelProto, block: list[str], keep_io_types: bool) -> onnx.ModelProto:
@@ -89,7 +90,8 @@ def _restore_gate_names(model: onnx.ModelProto, produced_by: dict[str, str]) -> 
     """The converter renames the outputs of nodes it keeps in FP32 (and may give a gate's name to
     the FP16 cast of it); give each gate tensor its name back on the FP32 value."""
     nodes = {n.name: n for n in model.graph.node}
-    for gate in gate_tensor_names(model):
+    has_masks = any(p.key == MASK_METADATA_KEY for p in model.metadata_props)
+    for gate in gate_tensor_names(model) + (mask_tensor_names(model) if has_masks else []):
         node = nodes.get(produced_by.get(gate, ""))
         if node is None or gate in node.output:
             continue

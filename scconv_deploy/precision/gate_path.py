@@ -15,14 +15,13 @@ These nodes stay FP32 in reduced-precision artefacts: they decide, or weigh, a w
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass
 
 import onnx
 
 from ..errors import ExportError
-from ..gates import GATE_METADATA_KEY
+from ..gates import gate_tensor_names
 
 POOLING = {"GlobalAveragePool", "ReduceMean", "AveragePool"}
 # Between the pooling and the softmax: layout-only nodes (a CRU may pool Y1 and Y2 apart and concatenate).
@@ -48,19 +47,9 @@ def ensure_node_names(model: onnx.ModelProto) -> None:
             taken.add(name)
 
 
-def gate_tensor_names(model: onnx.ModelProto) -> tuple[str, ...]:
-    """The SRU gate tensors recorded by ``scconv-export`` in the model's metadata."""
-    meta = {p.key: p.value for p in model.metadata_props}
-    if GATE_METADATA_KEY not in meta:
-        raise ExportError(
-            f"the ONNX model has no '{GATE_METADATA_KEY}' metadata: export it with scconv-export"
-        )
-    return tuple(json.loads(meta[GATE_METADATA_KEY]))
-
-
 def gate_path(model: onnx.ModelProto) -> GatePath:
     """The gate path of an ``scconv-export``-ed graph (see the module docstring)."""
-    gates = gate_tensor_names(model)
+    gates = tuple(gate_tensor_names(model))
     ensure_node_names(model)
     graph = model.graph
     producer = {o: n for n in graph.node for o in n.output}
