@@ -39,6 +39,11 @@ def _images_to_input(images: np.ndarray, shape: Sequence[int], mean, std) -> np.
         x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
     if mean is not None and std is not None:
         x = (x - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
+    else:
+        logger.warning(
+            "images are scaled to [0, 1] but not normalised: nothing records the network's mean/std; "
+            "pass --mean and --std if it was trained on normalised inputs"
+        )
     return x.contiguous().numpy()
 
 

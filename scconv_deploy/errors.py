@@ -48,5 +48,18 @@ class ModelError(ScconvDeployError):
     """A model cannot be loaded or run (missing file, unknown kind, backend failure, closed)."""
 
 
+class InternalError(ScconvDeployError):
+    """Something failed that no input explains: a bug, or a dependency misbehaving (exit code 3).
+
+    Carries the pipeline stage it happened in; the original exception is its ``__cause__``.
+    """
+
+    def __init__(self, stage: str, cause: BaseException) -> None:
+        self.stage = stage
+        text = str(cause).strip().splitlines()
+        detail = f"{type(cause).__name__}: {text[0]}" if text else type(cause).__name__
+        super().__init__(f"internal error in step '{stage}': {detail}")
+
+
 class ServeError(ScconvDeployError):
     """The server cannot start (the address is taken or not this machine's)."""

@@ -1,10 +1,18 @@
 """Golden data: check inputs, PyTorch FP32 outputs and every gate decision, in one ``.npz``.
 
 Written next to an exported ONNX file so that any later artefact (an FP16 ONNX, a TensorRT
-engine, on a machine without PyTorch) can be checked against PyTorch; this module needs numpy
-only (``scconv_deploy.tap.make_golden`` records golden data in PyTorch). Besides inputs and
-outputs it stores, per SRU block, the PyTorch gate decisions and which gates are *ties*
-(``|r - t| < tie_guard``) as packed bits, and each sample's smallest gate margin per block.
+engine, on a machine without PyTorch) can be checked against PyTorch. This module needs numpy
+only (``scconv_deploy.tap.make_golden`` records golden data in PyTorch).
+
+Besides inputs and outputs it stores, per SRU block and gate element:
+
+* the PyTorch decision (``w1 == 1``), as packed bits — verification feeds these back into the
+  artefact (``scconv_deploy.verify``);
+* the *margin class* of the gate value, ``|r - t|`` bucketed at ``margin_edges`` (the tie guard,
+  then 1e-3, 1e-2, 1e-1): class 0 is a *tie*, which two correct runtimes may decide differently;
+  a flip of a higher class says how far from its threshold the artefact moved a gate;
+
+and each sample's smallest margin per block (for plots and reports).
 """
 
 from __future__ import annotations
@@ -18,8 +26,22 @@ import numpy as np
 from .errors import VerificationError
 from .gates import GateSpec
 
-GOLDEN_VERSION = 1
+GOLDEN_VERSION = 2
 DEFAULT_TIE_GUARD = 1e-4
+#: Margin classes above the tie guard: a flip of a gate this far from its threshold needs more than rounding.
+MARGIN_STEPS = (1e-3, 1e-2, 1e-1)
+
+
+def margin_edges(tie_guard: float) -> tuple[float, ...]:
+    """Class boundaries of ``|r - t|``: the tie guard, then the steps above it."""
+    if not 0 < tie_guard < 1:
+        raise VerificationError(f"tie guard {tie_guard:g} must lie in (0, 1)")
+    return (float(tie_guard), *(s for s in MARGIN_STEPS if s > tie_guard))
+
+
+def margin_classes(margins: np.ndarray, edges: tuple[float, ...]) -> np.ndarray:
+    """``0`` for ``|r - t| < edges[0]`` (a tie), ``k`` for ``edges[k-1] <= |r - t| < edges[k]``, … (uint8)."""
+    return np.searchsorted(np.asarray(edges, np.float32), margins, side="right").astype(np.uint8)
 
 
 @dataclass
@@ -28,8 +50,8 @@ class Golden:
     outputs: list[np.ndarray]  # PyTorch FP32 outputs of the export form (same pass as the decisions)
     output_names: list[str]
     gates: list[GateSpec]
-    decisions: list[np.ndarray]  # per block, bool (N, C, H, W)
-    ties: list[np.ndarray]  # per block, bool: |r - t| < tie_guard
+    decisions: list[np.ndarray]  # per block, bool (N, C, H, W): w1 == 1
+    classes: list[np.ndarray]  # per block, uint8 (N, C, H, W): margin class (0: a tie)
     margins: np.ndarray  # (N, blocks) smallest |r - t| of each sample in each block
     tie_guard: float = DEFAULT_TIE_GUARD
     meta: dict = field(default_factory=dict)
@@ -38,19 +60,38 @@ class Golden:
     def samples(self) -> int:
         return len(self.inputs)
 
+    @property
+    def edges(self) -> tuple[float, ...]:
+        return margin_edges(self.tie_guard)
+
+    @property
+    def ties(self) -> list[np.ndarray]:
+        """Per block: gates within the tie guard of their threshold."""
+        return [c == 0 for c in self.classes]
+
     def tie_samples(self) -> np.ndarray:
         """Samples with at least one gate within ``tie_guard`` of its threshold."""
         if not self.gates:
             return np.zeros(self.samples, dtype=bool)
         return (self.margins < self.tie_guard).any(axis=1)
 
+    def clear_samples(self, guard: float) -> np.ndarray:
+        """Samples whose every gate lies at least ``guard`` from its threshold."""
+        if not self.gates:
+            return np.ones(self.samples, dtype=bool)
+        return (self.margins >= guard).all(axis=1)
+
+    def masks(self, block: int, rows: slice | np.ndarray, dtype: np.dtype = np.float32) -> np.ndarray:
+        """The mask tensor the export form computes from the reference's decisions, for ``rows``."""
+        return self.gates[block].mask(self.decisions[block][rows], dtype)
+
     def save(self, path: Path) -> None:
         arrays = {"inputs": self.inputs, "margins": self.margins}
         for i, out in enumerate(self.outputs):
             arrays[f"output_{i}"] = out
-        for i, (d, t) in enumerate(zip(self.decisions, self.ties, strict=True)):
+        for i, (d, c) in enumerate(zip(self.decisions, self.classes, strict=True)):
             arrays[f"decisions_{i}"] = np.packbits(d.reshape(len(d), -1), axis=1)
-            arrays[f"ties_{i}"] = np.packbits(t.reshape(len(t), -1), axis=1)
+            arrays[f"classes_{i}"] = c
         header = {
             "version": GOLDEN_VERSION,
             "output_names": self.output_names,
@@ -68,15 +109,17 @@ class Golden:
         try:
             with np.load(path, allow_pickle=False) as data:
                 header = json.loads(str(data["header"]))
-                if header.get("version") != GOLDEN_VERSION:
+                version = header.get("version")
+                if version != GOLDEN_VERSION:
                     raise VerificationError(
-                        f"{path}: golden data version {header.get('version')} is not supported"
+                        f"{path}: golden data version {version} is not supported (this version reads "
+                        f"{GOLDEN_VERSION}): export the model again with scconv-export"
                     )
                 shapes = header["gate_shapes"]
 
-                def bits(key: str, i: int) -> np.ndarray:
+                def decisions(i: int) -> np.ndarray:
                     shape = shapes[i]
-                    flat = np.unpackbits(data[f"{key}_{i}"], axis=1, count=int(np.prod(shape[1:])))
+                    flat = np.unpackbits(data[f"decisions_{i}"], axis=1, count=int(np.prod(shape[1:])))
                     return flat.astype(bool).reshape(shape)
 
                 return cls(
@@ -84,11 +127,11 @@ class Golden:
                     outputs=[data[f"output_{i}"] for i in range(len(header["output_names"]))],
                     output_names=header["output_names"],
                     gates=[GateSpec(**g) for g in header["gates"]],
-                    decisions=[bits("decisions", i) for i in range(len(shapes))],
-                    ties=[bits("ties", i) for i in range(len(shapes))],
+                    decisions=[decisions(i) for i in range(len(shapes))],
+                    classes=[data[f"classes_{i}"] for i in range(len(shapes))],
                     margins=data["margins"],
                     tie_guard=header["tie_guard"],
                     meta=header.get("meta", {}),
                 )
-        except (OSError, KeyError, ValueError) as err:
+        except (OSError, KeyError, ValueError, json.JSONDecodeError) as err:
             raise VerificationError(f"{path} is not readable golden data: {err}") from err

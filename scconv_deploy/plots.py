@@ -49,21 +49,30 @@ def plot_gate_margins(golden: Golden, path: Path) -> None:
     _save(plt, fig, ax, path, legend_size=7)
 
 
-def plot_output_errors(golden: Golden, outputs: list[np.ndarray], compared: list[int], path: Path) -> None:
-    """Absolute output error per element, on the samples compared tightly and on the tie samples."""
+def plot_output_errors(golden: Golden, runs: dict, diverged: list[int], path: Path) -> None:
+    """Absolute output error per element: every sample with PyTorch's decisions fed in, and, as
+    deployed, the samples whose own decisions differed (``runs``: ``VerificationResult.runs``)."""
     plt = require_matplotlib()
     fig, ax = plt.subplots(figsize=(7, 4))
-    tie = np.setdiff1d(np.arange(golden.samples), compared)
     floor = 1e-9
     bins = np.logspace(np.log10(floor), 1, 50)
-    for label, rows in (("decisions agree", np.asarray(compared, dtype=int)), ("gate ties flipped", tie)):
-        if len(rows):
-            err = np.concatenate(
-                [np.abs(o[rows] - g[rows]).ravel() for o, g in zip(outputs, golden.outputs, strict=True)]
+    series = []
+    if "forced" in runs:
+        series.append(
+            (
+                f"decisions forced ({golden.samples} samples)",
+                runs["forced"].outputs,
+                np.arange(golden.samples),
             )
-            ax.hist(
-                np.clip(err, floor, None), bins=bins, histtype="step", label=f"{label} ({len(rows)} samples)"
-            )
+        )
+    if "deployed" in runs and diverged:
+        rows = np.asarray(diverged, dtype=int)
+        series.append((f"as deployed, diverged ({len(rows)} samples)", runs["deployed"].outputs, rows))
+    for label, outputs, rows in series:
+        err = np.concatenate(
+            [np.abs(o[rows] - g[rows]).ravel() for o, g in zip(outputs, golden.outputs, strict=True)]
+        )
+        ax.hist(np.clip(err, floor, None), bins=bins, histtype="step", label=label)
     ax.set(
         xscale="log",
         yscale="log",

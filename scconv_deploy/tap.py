@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .gates import GateSpec
-from .golden import DEFAULT_TIE_GUARD, Golden
+from .golden import DEFAULT_TIE_GUARD, Golden, margin_classes, margin_edges
 from .modules.export_form import ExportSRU
 
 
@@ -96,14 +96,15 @@ def make_golden(
                 progress(len(batch))
     columns = [np.concatenate(parts) for parts in zip(*chunks, strict=True)]
     outputs, values = columns[:n_out], columns[n_out:]
-    decisions, ties, margins = [], [], []
+    edges = margin_edges(tie_guard)
+    decisions, classes, margins = [], [], []
     for spec, r in zip(tap.specs, values, strict=True):
         m = np.abs(r - np.float32(spec.threshold))
         decisions.append(spec.decide(r))
-        ties.append(m < tie_guard)
+        classes.append(margin_classes(m, edges))
         margins.append(m.reshape(len(m), -1).min(axis=1))
     margin_table = np.stack(margins, axis=1) if margins else np.zeros((len(inputs), 0), np.float32)
-    return Golden(inputs, outputs, output_names, tap.specs, decisions, ties, margin_table, tie_guard)
+    return Golden(inputs, outputs, output_names, tap.specs, decisions, classes, margin_table, tie_guard)
 
 
 def conversion_error(original: nn.Module, golden: Golden, batch_size: int = 16) -> dict[str, float | int]:

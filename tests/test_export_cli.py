@@ -8,17 +8,17 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from user_net import UserClassifier
 
 from scconv_deploy.checkpoint import save_checkpoint
 from scconv_deploy.cli.export import main
+from scconv_deploy.cli.verify import main as verify_main
 from scconv_deploy.datasets import save_digits_images
-from scconv_deploy.gates import with_gate_outputs
 from scconv_deploy.golden import Golden
 from scconv_deploy.models import create
-from scconv_deploy.verify import compare
 
+import tamper
 from conftest import randomize_
+from user_net import UserClassifier
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "models" / "scconv_cnn_digits_seed.pt"
@@ -64,9 +64,10 @@ def test_demo_export_passes_and_writes_three_files(demo_export):
 def test_report_holds_errors_gates_graph_and_lint(demo_export):
     report = json.loads(demo_export[1].with_suffix(".report.json").read_text())
     check = report["check"]["verification"]
-    assert report["ok"] and check["passed"] and check["real_flips"] == 0
-    assert check["gates_compared"] == 96 * (32 * 32 * 32 + 64 * 16 * 16 + 128 * 8 * 8)
-    assert len(check["compared"]) > 0 and check["outputs"][0]["max_rel"] < 1e-4
+    assert report["ok"] and report["verified"] and check["passed"] and check["real_flips"] == 0
+    assert check["compared"] == check["samples"] == 96  # every sample, with PyTorch's decisions fed in
+    assert check["forced"]["gates"] == 96 * (32 * 32 * 32 + 64 * 16 * 16 + 128 * 8 * 8)
+    assert check["forced"]["outputs"][0]["max_scaled"] < 1e-5
     assert report["graph"]["nodes"] > 0 and report["graph"]["ops"]["Ceil"] == 3  # one exact step per gate
     assert report["lint"]["ok"] and report["lint"]["findings"] == []
     assert report["scconv"] == {
@@ -74,6 +75,7 @@ def test_report_holds_errors_gates_graph_and_lint(demo_export):
         "variants": {"hard/custom-gn": 3},
         "blocks": report["scconv"]["blocks"],
     }
+    assert {"load", "export (dynamo)", "golden data", "check", "lint"} <= set(report["stages"])
 
 
 def test_onnx_metadata_describes_source_and_input(demo_export):
@@ -93,23 +95,35 @@ def test_one_file_serves_several_batch_sizes(demo_export):
         assert y.shape == (n, 10)
 
 
-def test_golden_data_checks_the_artefact_on_another_machine(demo_export):
-    """Golden data alone (no PyTorch) verifies the ONNX file, gate by gate; errors and flips fail."""
+def test_golden_data_checks_the_artefact_and_catches_tampering(demo_export, capsys):
+    """scconv-verify: the ONNX file against its golden data; a file changed a little fails."""
+    out = demo_export[1]
+    assert verify_main([str(out), "-q"]) == 0
+    golden = Golden.load(out.with_suffix(".golden.npz"))
+    scale = float(np.abs(golden.outputs[0]).max())
+    model = onnx.load(out)
+    for tampered in (
+        tamper.shift_output(model, 1e-3 * scale),
+        tamper.scale_last_conv(model, 1.02),
+        tamper.shift_sru_norm(model, 0.01, block=1),
+    ):
+        bad = out.with_name("tampered.onnx")
+        onnx.save(tampered, bad)
+        capsys.readouterr()
+        assert verify_main([str(bad), "--golden", str(out.with_suffix(".golden.npz")), "--json"]) == 1
+        result = json.loads(capsys.readouterr().out)
+        assert not result["passed"] and result["compared"] == golden.samples
+
+
+def test_verify_refuses_golden_data_of_another_model_with_exit_2(demo_export, tmp_path, capsys):
+    other = tmp_path / "other.golden.npz"
     golden = Golden.load(demo_export[1].with_suffix(".golden.npz"))
-    exposed = with_gate_outputs(onnx.load(demo_export[1]))
-    session = ort.InferenceSession(exposed.SerializeToString(), providers=["CPUExecutionProvider"])
-    y, *gates = session.run(None, {"input": golden.inputs})
-    result = compare(golden, [y], gates)
-    assert result.passed and result.gates_compared == sum(d.size for d in golden.decisions)
-    clean = result.compared[0]  # a sample whose decisions all agree
-    broken = y.copy()
-    broken[clean] += 0.01
-    assert not compare(golden, [broken], gates).passed
-    flipped = [g.copy() for g in gates]
-    block0 = golden.ties[0][clean] == 0  # clearly decided gates of that sample in the first block
-    flipped[0][clean][block0] = 1.0 - flipped[0][clean][block0]
-    failed = compare(golden, [y], flipped)
-    assert not failed.passed and failed.real_flips > 0 and clean in failed.flips[0].samples_with_real_flips
+    golden.gates = golden.gates[:1]
+    golden.decisions, golden.classes = golden.decisions[:1], golden.classes[:1]
+    golden.save(other)
+    assert verify_main([str(demo_export[1]), "--golden", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "golden data" in err
 
 
 def test_registry_network_with_dynamic_batch_and_size(tmp_path):
@@ -134,8 +148,8 @@ def test_registry_network_with_dynamic_batch_and_size(tmp_path):
     assert code == 0
     report = json.loads(out.with_suffix(".report.json").read_text())
     assert report["scconv"]["count"] == 13 and report["lint"]["ok"]
-    assert [c["shape"][2:] for c in report["check"]["other_shapes"]] == [[64, 64], [64, 64], [96, 96]]
-    assert all(c["passed"] for c in report["check"]["other_shapes"])
+    assert [c["shape"] for c in report["check"]["other_sizes"]] == [[4, 3, 96, 96]]
+    assert all(c["passed"] and c["compared"] == 4 for c in report["check"]["other_sizes"])
 
 
 def test_pickled_user_network_needs_trust(tmp_path, capsys):
@@ -224,24 +238,48 @@ def test_help_shows_examples(capsys):
     assert "examples:" in capsys.readouterr().out
 
 
-def test_failed_check_exits_1_and_keeps_files_for_inspection(tmp_path, monkeypatch):
-    import scconv_deploy.onnx_export as ox
+def test_failed_check_exits_1_and_keeps_files_for_inspection(tmp_path, monkeypatch, capsys):
+    import scconv_deploy.verify.ort_check as check
 
-    real_run = ox.run_batched
-    monkeypatch.setattr(
-        ox,
+    real_run = check.run_batched
+    monkeypatch.setattr(  # ONNX Runtime computing the first output 0.5 too high
+        check,
         "run_batched",
-        lambda s, x, b, name: [o + 0.5 if i == 0 else o for i, o in enumerate(real_run(s, x, b, name))],
+        lambda *a, **k: [o + 0.5 if i == 0 else o for i, o in enumerate(real_run(*a, **k))],
     )
     src = tmp_path / "demo.pt"
     src.write_bytes(DEMO.read_bytes())
-    assert main([str(src), "--onnx", "--exporter", "legacy", "--check-samples", "8", "-q"]) == 1
+    assert main([str(src), "--onnx", "--exporter", "legacy", "--check-samples", "8"]) == 1
+    assert capsys.readouterr().out.rstrip().endswith("FAILED")
     assert {"demo.onnx", "demo.golden.npz", "demo.report.json"} <= _files(tmp_path)
-    assert np.isfinite(
-        json.loads((tmp_path / "demo.report.json").read_text())["check"]["verification"]["outputs"][0][
-            "max_abs"
-        ]
-    )
+    report = json.loads((tmp_path / "demo.report.json").read_text())
+    assert not report["ok"] and report["check"]["verification"]["forced"]["outputs"][0]["max_abs"] >= 0.5
+
+
+def test_no_check_ends_with_not_verified(tmp_path, capsys):
+    src = tmp_path / "demo.pt"
+    src.write_bytes(DEMO.read_bytes())
+    assert main([str(src), "--onnx", "--exporter", "legacy", "--no-check"]) == 0
+    out = capsys.readouterr().out
+    assert out.rstrip().endswith("not verified (--no-check)") and "OK" not in out
+    assert _files(tmp_path) == {"demo.pt", "demo.onnx", "demo.report.json"}
+
+
+def test_an_internal_error_exits_3_naming_the_step(tmp_path, monkeypatch, capsys):
+    import scconv_deploy.pipeline.check as check
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("something no input explains")
+
+    monkeypatch.setattr(check, "conversion_error", broken)
+    src = tmp_path / "demo.pt"
+    src.write_bytes(DEMO.read_bytes())
+    assert main([str(src), "--onnx", "--exporter", "legacy", "--check-samples", "4"]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "step 'original network'" in err and "something no input explains" in err
+    assert _files(tmp_path) == {"demo.pt"}
+    assert main([str(src), "--onnx", "--exporter", "legacy", "--check-samples", "4", "-v"]) == 3
+    assert "Traceback" in capsys.readouterr().err
 
 
 def test_triton_repository_is_written_for_a_verified_export(tmp_path):

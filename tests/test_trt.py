@@ -56,6 +56,7 @@ from scconv_deploy.trt.inspect import EngineReport
 from scconv_deploy.trt.plan import parse_size
 from scconv_deploy.trt.profile import parse_hw, parse_range, parse_shapes
 from scconv_deploy.trt.sidecar import check_plan, sha256_bytes
+from scconv_deploy.verify import forced_graph, tolerance_for
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "models" / "scconv_cnn_digits_seed.pt"
@@ -492,18 +493,29 @@ def test_sidecar_summary_and_engine_report_describe_an_engine(demo):
 
 
 class OrtEngine:
-    """The ``Engine`` contract (inputs, outputs, infer) over ONNX Runtime, with a chosen batch profile."""
+    """The ``Engine`` contract (inputs, outputs, infer) over ONNX Runtime, with a chosen batch profile.
 
-    def __init__(self, model: onnx.ModelProto, batch: tuple[int, int, int], scale: float = 1.0, hw: int = 32):
+    ``forced`` sample shapes (C, H, W) describe the extra inputs of a verification twin."""
+
+    def __init__(
+        self,
+        model: onnx.ModelProto,
+        batch: tuple[int, int, int],
+        scale: float = 1.0,
+        hw: int = 32,
+        forced: dict[str, tuple[int, ...]] | None = None,
+    ):
         self.session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-        shapes = [(b, 1, hw, hw) for b in batch]
-        self.inputs = {"input": TensorSpec(*shapes, np.dtype(np.float32))}
+        self.inputs = {"input": TensorSpec(*[(b, 1, hw, hw) for b in batch], np.dtype(np.float32))}
+        for name, sample in (forced or {}).items():
+            self.inputs[name] = TensorSpec(*[(b, *sample) for b in batch], np.dtype(np.float32))
         self.outputs = [o.name for o in self.session.get_outputs()]
         self.scale = scale
         self.batches: list[int] = []
 
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        assert self.inputs["input"].admits(feed["input"].shape)
+        for name, x in feed.items():
+            assert self.inputs[name].admits(x.shape), name
         self.batches.append(len(feed["input"]))
         results = dict(zip(self.outputs, self.session.run(None, feed), strict=True))
         results["output"] = results["output"] * np.float32(self.scale)
@@ -513,52 +525,65 @@ class OrtEngine:
 GATES = ["gate:features.1.0.SRU", "gate:features.3.0.SRU", "gate:features.5.0.SRU"]
 
 
-def test_engine_exposing_gates_is_verified_with_flips_counted(demo, golden):
-    engine = OrtEngine(with_gate_outputs(onnx.load(demo)), batch=(1, 4, 4))
-    result = verify_engine(engine, golden, GATES)
+def twin_of(demo: Path, golden: Golden, batch=(1, 8, 8), scale: float = 1.0) -> tuple[OrtEngine, tuple]:
+    """The verification twin of the demo engine (its ONNX with every mask fed in) and its tensor names."""
+    graph = forced_graph(onnx.load(demo))
+    shapes = {n: d.shape[1:] for n, d in zip(graph.force_inputs, golden.decisions, strict=True)}
+    twin = OrtEngine(graph.model, batch=batch, scale=scale, forced=shapes)
+    return twin, (list(graph.force_inputs), list(graph.mask_outputs))
+
+
+def test_with_its_verification_twin_an_engine_is_compared_on_every_sample(demo, golden):
+    assert golden.tie_samples().all()  # real digits: every sample holds an exact tie
+    twin, tensors = twin_of(demo, golden, batch=(1, 4, 4))
+    engine = OrtEngine(onnx.load(demo), batch=(1, 8, 8))
+    result = verify_engine(engine, golden, twin=twin, twin_tensors=tensors)
     assert result.passed, result.reasons
-    assert engine.batches == [4, 4, 4, 4, 4, 2]
-    assert result.gates_compared == 22 * (32 * 32 * 32 + 64 * 16 * 16 + 128 * 8 * 8)
-    assert result.real_flips == 0 and len(result.compared) > 0
+    assert result.compared == 22 and result.real_flips == 0 and twin.batches == [4, 4, 4, 4, 4, 2]
+    assert result.forced.gates == 22 * (32 * 32 * 32 + 64 * 16 * 16 + 128 * 8 * 8)
 
 
-def test_a_static_batch_engine_gets_padded_batches(demo, golden):
-    engine = OrtEngine(with_gate_outputs(onnx.load(demo)), batch=(4, 4, 4))
-    assert verify_engine(engine, golden, GATES).passed and engine.batches == [4] * 6
+def test_a_static_batch_twin_gets_padded_batches(demo, golden):
+    twin, tensors = twin_of(demo, golden, batch=(4, 4, 4))
+    assert verify_engine(None, golden, twin=twin, twin_tensors=tensors).passed and twin.batches == [4] * 6
 
 
-def test_without_gate_outputs_tie_samples_are_set_aside_and_all_tie_data_is_inconclusive(demo, golden):
-    # Real digits hold exact ties (a constant norm group gives sigmoid(0) = 0.5 = t) in every sample:
-    # without the gate values nothing can be compared tightly, and the check says how to fix that.
-    assert golden.tie_samples().all()
+def test_an_engine_exposing_its_gates_is_held_where_its_decisions_agree(demo, golden):
+    engine = OrtEngine(with_gate_outputs(onnx.load(demo)), batch=(1, 8, 8))
+    result = verify_engine(engine, golden, gate_outputs=GATES)
+    assert result.passed, result.reasons
+    assert 0 < result.compared < 22 and result.deployed.flipped > 0  # ties taken the other way
+    assert any("no verification twin" in n for n in result.notes)
+
+
+def test_without_twin_or_gates_data_where_every_sample_holds_a_tie_cannot_pass(demo, golden):
     result = verify_engine(OrtEngine(onnx.load(demo), batch=(1, 8, 8)), golden)
-    assert not result.passed and result.flips is None and result.compared == []
-    assert result.tie_samples == list(range(22)) and "gate outputs exposed" in result.reasons[0]
-    assert any("--debug-gates" in note for note in result.notes)
+    assert not result.passed and result.compared == 0
+    assert any("no sample was compared" in r for r in result.reasons)
 
 
 def test_an_engine_that_computes_wrongly_fails(demo, golden):
-    wrong = OrtEngine(with_gate_outputs(onnx.load(demo)), batch=(1, 8, 8), scale=1.01)
-    result = verify_engine(wrong, golden, GATES, precision="FP32")
-    assert not result.passed and "exceeds atol" in result.reasons[0]
-    assert (result.rtol, result.atol) == (1e-3, 1e-4)
-    close = OrtEngine(with_gate_outputs(onnx.load(demo)), batch=(1, 8, 8), scale=1.0001)
-    relaxed = verify_engine(close, golden, GATES, precision="FP16")
-    assert relaxed.passed and (relaxed.rtol, relaxed.atol) == (1e-2, 1e-2)
+    twin, tensors = twin_of(demo, golden, scale=1.01)
+    result = verify_engine(None, golden, twin=twin, twin_tensors=tensors, precision="FP32")
+    assert not result.passed and "beyond tolerance" in result.reasons[0]
+    assert result.tolerance == tolerance_for("fp32")
+    close, tensors = twin_of(demo, golden, scale=1.0001)
+    relaxed = verify_engine(None, golden, twin=close, twin_tensors=tensors, precision="FP16")
+    assert relaxed.passed and relaxed.tolerance == tolerance_for("fp16")
 
 
 def test_golden_inputs_outside_the_profile_or_missing_outputs_are_errors(demo, golden):
     with pytest.raises(VerificationError, match="do not fit the engine's profile"):
         verify_engine(OrtEngine(onnx.load(demo), batch=(1, 1, 1), hw=16), golden)
-    with pytest.raises(VerificationError, match="no output"):
-        verify_engine(OrtEngine(onnx.load(demo), batch=(1, 1, 1)), golden, GATES)
+    with pytest.raises(VerificationError, match="no tensor"):
+        verify_engine(OrtEngine(onnx.load(demo), batch=(1, 1, 1)), golden, gate_outputs=GATES)
 
 
 def test_golden_data_is_matched_to_the_plan_before_any_build(demo, demo_hw, golden, tmp_path, caplog):
     path = tmp_path / "demo.golden.npz"
     golden.save(path)
     assert load_golden_for(BuildPlan.from_onnx(demo), path).samples == 22
-    assert "without --debug-gates the check can compare no sample" in caplog.text
+    assert "the check can compare no sample and will fail" in caplog.text
     caplog.clear()
     load_golden_for(BuildPlan.from_onnx(demo, debug_gates=True), path)
     assert caplog.text == ""

@@ -1,89 +1,135 @@
-"""Decision-aware comparison: ties never fail a check spuriously, real flips never pass silently."""
+"""Decision-aware comparison: every sample is compared once decisions are forced; ties explain flips,
+never unchecked outputs; a check that compared nothing never passes."""
 
 import numpy as np
 import pytest
 
 from scconv_deploy.gates import GateSpec
-from scconv_deploy.golden import Golden
-from scconv_deploy.verify import compare
+from scconv_deploy.golden import Golden, margin_classes, margin_edges
+from scconv_deploy.verify import Run, compare, tolerance_for
 
 N = 6
 
 
 @pytest.fixture
 def golden(tmp_path):
-    """Two hard-gate blocks; sample 0 has a tie in block 0 at element 0, all other gates are clear."""
+    """Two blocks (hard, soft); every sample holds a tie in block 0 at element 0; others clear."""
     rng = np.random.default_rng(0)
-    decisions = [rng.random((N, 2, 4, 4)) > 0.5, rng.random((N, 2, 2, 2)) > 0.5]
-    ties = [np.zeros_like(d) for d in decisions]
-    ties[0][0, 0, 0, 0] = True
-    margins = np.full((N, 2), 0.1, np.float32)
-    margins[0, 0] = 1e-7
+    margins_b0 = rng.uniform(0.2, 0.4, (N, 2, 4, 4)).astype(np.float32)
+    margins_b0[:, 0, 0, 0] = 1e-7  # a tie in every sample, as on real seed-variant networks
+    margins_b1 = rng.uniform(0.2, 0.4, (N, 2, 2, 2)).astype(np.float32)
+    margins_b1[1, 1, 1, 1] = 5e-3  # one gate of sample 1 decided by a hair, but not a tie
+    edges = margin_edges(1e-4)
     g = Golden(
         inputs=rng.standard_normal((N, 2, 4, 4)).astype(np.float32),
-        outputs=[rng.standard_normal((N, 3)).astype(np.float32)],
+        outputs=[rng.standard_normal((N, 3)).astype(np.float32) * 4],
         output_names=["output"],
-        gates=[GateSpec("b0.SRU", "hard", 0.5), GateSpec("b1.SRU", "hard", 0.5)],
-        decisions=decisions,
-        ties=ties,
-        margins=margins,
+        gates=[GateSpec("b0.SRU", "hard", 0.5), GateSpec("b1.SRU", "soft", 0.5)],
+        decisions=[rng.random((N, 2, 4, 4)) > 0.5, rng.random((N, 2, 2, 2)) > 0.5],
+        classes=[margin_classes(margins_b0, edges), margin_classes(margins_b1, edges)],
+        margins=np.stack([margins_b0.reshape(N, -1).min(1), margins_b1.reshape(N, -1).min(1)], axis=1),
     )
     g.save(tmp_path / "g.npz")
     return Golden.load(tmp_path / "g.npz")  # and the file format round-trips
 
 
-def _gates(golden, flip=()):
-    """Gate values reproducing golden decisions (0.75 / 0.25), with the listed (block, index) flipped."""
-    values = [np.where(d, 0.75, 0.25).astype(np.float32) for d in golden.decisions]
+def _masks(golden, flip=()):
+    """The artefact's own masks reproducing the golden decisions, with (block, index) flipped."""
+    decisions = [d.copy() for d in golden.decisions]
     for block, index in flip:
-        values[block][index] = 1.0 - values[block][index]
-    return values
+        decisions[block][index] = not decisions[block][index]
+    return [spec.mask(d) for spec, d in zip(golden.gates, decisions, strict=True)]
 
 
-def test_identical_outputs_and_decisions_pass(golden):
-    result = compare(golden, golden.outputs, _gates(golden))
-    assert result.passed and result.gates_flipped == 0 and len(result.compared) == N
+def _outputs(golden, shift=0.0, sample=slice(None)):
+    out = golden.outputs[0].copy()
+    out[sample] += shift
+    return [out]
 
 
-def test_a_tie_flip_and_its_downstream_consequences_are_set_aside_not_failed(golden):
-    outputs = [golden.outputs[0].copy()]
-    outputs[0][0] += 0.3  # the tie flip moved sample 0's output
-    flips = [(0, (0, 0, 0, 0)), (1, (0, 1, 1, 1))]  # the tie, then a clear gate later in the sample
-    result = compare(golden, outputs, _gates(golden, flips))
-    assert result.passed, result.reasons
-    assert result.tie_samples == [0] and 0 not in result.compared
-    assert result.real_flips == 0 and result.flips[1].downstream == 1
+def test_forced_run_compares_every_sample_even_when_every_sample_holds_a_tie(golden):
+    assert golden.tie_samples().all()
+    result = compare(golden, forced=Run(golden.outputs, _masks(golden)))
+    assert result.passed and result.compared == N and result.forced.flipped == 0
 
 
-def test_a_flip_of_a_clearly_decided_gate_fails(golden):
-    result = compare(golden, golden.outputs, _gates(golden, [(0, (3, 1, 2, 2))]))
+@pytest.mark.parametrize(
+    "tamper", [lambda o: o + 5.0, lambda o: o * 1.1, lambda o: o + 1e-3 * np.abs(o).max()]
+)
+def test_wrong_outputs_fail_although_every_sample_holds_a_tie(golden, tamper):
+    result = compare(golden, forced=Run([tamper(golden.outputs[0])], _masks(golden)))
+    assert not result.passed and "beyond tolerance" in result.reasons[0]
+
+
+def test_a_tie_decided_the_other_way_is_counted_not_failed(golden):
+    result = compare(golden, forced=Run(golden.outputs, _masks(golden, [(0, (2, 0, 0, 0))])))
+    assert result.passed
+    assert result.forced.flipped == 1 and result.forced.real_flips == 0
+    assert result.forced.flip_classes()[0] == 1  # class 0: ties
+
+
+def test_a_flip_of_a_clearly_decided_gate_fails_naming_block_and_sample(golden):
+    result = compare(golden, forced=Run(golden.outputs, _masks(golden, [(1, (3, 0, 1, 0))])))
     assert not result.passed and result.real_flips == 1
-    assert result.flips[0].samples_with_real_flips == [3]
-    assert "flipped away from ties" in result.reasons[0]
+    assert result.forced.flips[1].samples_with_real_flips == [3]
+    assert "b1.SRU" in result.reasons[0]
 
 
-def test_arithmetic_error_on_agreeing_samples_fails(golden):
-    outputs = [golden.outputs[0].copy()]
-    outputs[0][2] += 1e-2
-    result = compare(golden, outputs, _gates(golden))
-    assert not result.passed and "exceeds atol" in result.reasons[0]
-    assert result.outputs[0].max_abs == pytest.approx(1e-2, rel=1e-3)
+def test_reduced_precision_explains_near_flips_but_not_far_ones(golden):
+    near = Run(golden.outputs, _masks(golden, [(1, (1, 1, 1, 1))]))  # margin 5e-3
+    assert not compare(golden, forced=near, precision="fp32").passed
+    assert compare(golden, forced=near, precision="fp16").passed  # FP16 explains flips below 1e-2
+    far = Run(golden.outputs, _masks(golden, [(1, (0, 0, 0, 0))]))  # margin >= 0.2
+    assert not compare(golden, forced=far, precision="int8").passed
 
 
-def test_without_gate_values_tie_samples_are_set_aside(golden):
-    outputs = [golden.outputs[0].copy()]
-    outputs[0][0] += 0.3  # sample 0 holds a tie: not held against the artefact
-    result = compare(golden, outputs)
-    assert result.passed and result.flips is None and result.tie_samples == [0]
-    outputs[0][1] += 0.3  # sample 1 has no tie: a real difference
-    assert not compare(golden, outputs).passed
+def test_as_deployed_a_sample_that_took_a_tie_differently_is_reported_not_held(golden):
+    deployed = Run(_outputs(golden, 0.3, sample=0), _masks(golden, [(0, (0, 0, 0, 0)), (1, (0, 1, 1, 1))]))
+    result = compare(golden, forced=Run(golden.outputs, _masks(golden)), deployed=deployed)
+    assert result.passed, result.reasons
+    assert result.deployed.diverged == [0] and 0 not in result.deployed.compared
+    assert result.deployed.flips[1].real == 0  # downstream of the tie: explained
+    assert result.deployed.diverged_outputs[0].max_abs == pytest.approx(0.3, rel=1e-5)
 
 
-def test_shape_mismatch_fails_with_the_reason(golden):
-    result = compare(golden, [golden.outputs[0][:, :2]])
+def test_as_deployed_samples_whose_decisions_agree_are_held_to_the_tolerance(golden):
+    deployed = Run(_outputs(golden, 1e-2, sample=2), _masks(golden))
+    result = compare(golden, deployed=deployed)
+    assert not result.passed and "as deployed" in result.reasons[0]
+
+
+def test_without_masks_only_samples_clear_of_every_threshold_are_compared_and_none_is_a_failure(golden):
+    result = compare(golden, deployed=Run(_outputs(golden, 5.0)))
+    assert not result.passed and result.compared == 0
+    assert any("no sample was compared" in r for r in result.reasons)
+
+
+def test_shape_mismatches_fail_with_the_reason(golden):
+    result = compare(golden, forced=Run([golden.outputs[0][:, :2]], _masks(golden)))
     assert not result.passed and "shape" in result.reasons[0]
 
 
-def test_soft_gates_decide_with_a_strict_comparison():
-    assert GateSpec("s", "soft", 0.5).decide(np.float32([0.5, 0.5000001])).tolist() == [False, True]
-    assert GateSpec("h", "hard", 0.5).decide(np.float32([0.5, 0.4999999])).tolist() == [True, False]
+def test_nan_outputs_never_pass(golden):
+    out = golden.outputs[0].copy()
+    out[4, 1] = np.nan
+    assert not compare(golden, forced=Run([out], _masks(golden))).passed
+
+
+def test_errors_are_measured_against_each_channels_scale():
+    """A detector-like output: channel 0 in hundreds (boxes), channel 1 in [0, 1] (scores)."""
+    g = np.zeros((4, 2, 8), np.float32)
+    g[:, 0] = 600.0
+    g[:, 1] = 0.5
+    tol = tolerance_for("fp16")
+    allowed = tol.allowed(g, np.broadcast_to(np.array([600.0, 0.5]).reshape(1, 2, 1), g.shape))
+    assert allowed[0, 0, 0] > 1.0 > 0.1 > allowed[0, 1, 0]  # a box may move a pixel, a score not 0.1
+
+
+def test_soft_gates_decide_with_a_strict_comparison_and_masks_round_trip():
+    hard, soft = GateSpec("h", "hard", 0.5), GateSpec("s", "soft", 0.5)
+    assert soft.decide(np.float32([0.5, 0.5000001])).tolist() == [False, True]
+    assert hard.decide(np.float32([0.5, 0.4999999])).tolist() == [True, False]
+    decisions = np.array([True, False])
+    for spec in (hard, soft):
+        assert spec.decisions(spec.mask(decisions)).tolist() == decisions.tolist()
+    assert hard.mask(decisions).tolist() == [0.0, 1.0]  # the hard gate's mask is [r < t]

@@ -1,5 +1,6 @@
 """A user's own network holding a pasted copy of the public SCConv code (for whole-pickle tests)."""
 
+import torch
 from torch import nn
 
 from public_scconv import HeadScConv, SeedScConv
@@ -15,3 +16,39 @@ class UserClassifier(nn.Module):
 
     def forward(self, x):
         return self.head(self.block2(self.block1(self.stem(x))))
+
+
+class TieNet(nn.Module):
+    """A network in which every sample holds exact gate ties, as trained seed-variant networks do.
+
+    Four of the stem's channels are dead (zero weights, negative bias: ReLU gives 0), and they form
+    one norm group of each SCConv; with the norm's shift at 0 (the hard gate never trains it),
+    that group's gate value is exactly sigmoid(0) = 0.5 = t in every sample.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU())
+        self.block1 = SeedScConv(16, group_num=4)
+        self.block2 = HeadScConv(16)
+        self.tail = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.ReLU())
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 5))
+        gen = torch.Generator().manual_seed(3)
+        with torch.no_grad():
+            for p in self.parameters():  # weights ~ 1/sqrt(fan-in), small biases: features matter
+                fan_in = p[0].numel() if p.dim() > 1 else 100
+                p.copy_(torch.randn(p.shape, generator=gen) / fan_in**0.5)
+            self.stem[0].weight[:4] = 0.0
+            self.stem[0].bias[:4] = -1.0
+            for block in (self.block1, self.block2):
+                gn = block.SRU.gn
+                scale, shift = (gn.gamma, gn.beta) if hasattr(gn, "gamma") else (gn.weight, gn.bias)
+                scale.copy_(1.0 + 0.3 * torch.randn(16, generator=gen).view_as(scale))
+                shift.zero_()
+
+    def forward(self, x):
+        return self.head(self.tail(self.block2(self.block1(self.stem(x)))))
+
+
+def tie_net() -> TieNet:
+    return TieNet().eval()

@@ -1,7 +1,8 @@
 """What every scconv-deploy command shares: logging set-up and turning errors into exit codes.
 
-Exit codes: 0 success, 1 the check the command ran failed (verification, lint errors),
-2 bad input or a missing dependency (one line on stderr, no traceback).
+Exit codes: 0 success, 1 the check the command ran failed (verification, lint errors; files are
+kept for inspection), 2 bad input or a missing dependency (one line on stderr, nothing written),
+3 internal error (one line naming the step that failed; the traceback with ``-v``).
 """
 
 from __future__ import annotations
@@ -9,15 +10,18 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 from collections.abc import Callable
 
-from ..errors import ScconvDeployError
+from ..errors import InternalError, ScconvDeployError
 
-EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 
 
 def add_verbosity(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log output (-vv: debug); tracebacks"
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="only errors")
 
 
@@ -29,13 +33,37 @@ def setup_logging(args: argparse.Namespace) -> None:
     logging.getLogger("scconv_deploy").setLevel(level)
 
 
-def run(command: Callable[[], int], prog: str) -> int:
-    """Run ``command``; a ScconvDeployError becomes one line on stderr and exit code 2."""
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def run(command: Callable[[], int], prog: str, verbose: int = 0) -> int:
+    """Run ``command`` and turn what it raises into one line on stderr and an exit code.
+
+    A deliberate ``ScconvDeployError`` is bad input (2) unless it is an ``InternalError`` (3);
+    anything else escaping is internal too. ``verbose`` > 0 prints the traceback as well.
+    """
     try:
         return command()
-    except ScconvDeployError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except InternalError as err:
+        _explain(err, verbose)
+        print(f"{prog}: {err} (rerun with -v for the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
+    except ScconvDeployError as err:
+        _explain(err, verbose)
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as err:
+        _explain(err, verbose)
+        detail = f"{type(err).__name__}: {_first_line(err)}"
+        print(f"{prog}: internal error: {detail} (rerun with -v for the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _explain(err: BaseException, verbose: int) -> None:
+    if verbose:
+        traceback.print_exception(type(err), err, err.__traceback__, file=sys.stderr)

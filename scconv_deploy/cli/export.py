@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 
 from ..golden import DEFAULT_TIE_GUARD
-from ..onnx_export import DEFAULT_OPSET, DYNAMIC, EXPORTERS, ExportResult, export_onnx
-from ..precision import PRECISIONS
+from ..onnx_export import ExportResult, export_onnx
+from ..pipeline.graph import DYNAMIC, EXPORTERS
+from ..pipeline.options import CALIBRATION_METHODS, DEFAULT_OPSET, PRECISIONS
 from ..presets import PRESET_KEYS, load_preset
 from ..triton import write_triton_repository
 from ._common import EXIT_CHECK_FAILED, EXIT_OK, add_verbosity, run, setup_logging
@@ -18,12 +20,13 @@ EXAMPLES = """examples:
   scconv-export model.pt --onnx -o build/model.onnx --input-shape 1,3,224,224 --dynamic batch+hw
   scconv-export model.pt --onnx --preset export/onnx-static.toml --calib-data val_images/
   scconv-export model.pt --onnx --precision fp16 --calib-data val.npy   # gates stay FP32
-  scconv-export model.pt --onnx --precision int8 --calib-data val_images/
-  scconv-export yolo_scconv.pt --onnx --trust          # a whole pickled network (runs its code)
+  scconv-export model.pt --onnx --precision int8 --calib-data val_images/ --check-data test.npy
+  scconv-export runs/train/weights/best.pt --onnx --trust   # a pickled network, from its project folder
   scconv-export weights.pt --onnx --arch scconv_resnet50 --input-shape 1,3,224,224
 
-exit codes: 0 exported and verified, 1 verification or lint failed (files are written for
-inspection), 2 bad input (nothing is written)."""
+exit codes: 0 exported and verified (or exported, not verified, with --no-check); 1 verification
+or lint failed (files are written for inspection); 2 bad input (nothing is written); 3 internal
+error (one line naming the step; -v for the traceback)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,12 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--precision",
         choices=PRECISIONS,
-        help="fp16: FP16 with the gate path kept FP32; int8: explicit Q/DQ calibrated on --calib-data "
+        help="fp16: FP16 with the gate path kept FP32; int8: explicit Q/DQ for TensorRT, calibrated on "
+        "--calib-data; int8-cpu: the same with 7-bit weights, for ONNX Runtime on CPUs without VNNI "
         "(default: fp32)",
     )
-    p.add_argument(
-        "--calib-method", choices=("minmax", "percentile", "entropy"), help="INT8 calibration method"
-    )
+    p.add_argument("--calib-method", choices=CALIBRATION_METHODS, help="INT8 calibration method")
     p.add_argument(
         "--calib-samples", type=int, help="INT8: at most this many calibration inputs (default: 512)"
     )
@@ -74,18 +76,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="verify ONNX Runtime against PyTorch and write golden data (default: on)",
     )
     p.add_argument(
-        "--calib-data", help="real check inputs: .npy/.npz (model inputs or uint8 images) or a folder"
+        "--calib-data",
+        help="real inputs: .npy/.npz (model inputs or uint8 images) or a folder; checks the export, "
+        "and calibrates INT8 on the inputs after the check samples",
     )
-    p.add_argument("--check-samples", type=int, help="at most this many check inputs (default: 64)")
+    p.add_argument("--check-data", help="real check inputs apart from --calib-data (same formats)")
+    p.add_argument(
+        "--check-samples",
+        type=int,
+        help="check inputs (default: follows the input size, 64 at 32x32 down to 8 at 640x640)",
+    )
+    p.add_argument(
+        "--mean",
+        help="per-channel mean of the network's input, e.g. 0.485,0.456,0.406 "
+        "(for image data; default: the checkpoint's)",
+    )
+    p.add_argument("--std", help="per-channel std, e.g. 0.229,0.224,0.225 (default: the checkpoint's)")
     p.add_argument(
         "--tie-guard", type=float, help=f"gate margin counted as a tie (default: {DEFAULT_TIE_GUARD:g})"
     )
+    p.add_argument("--rtol", type=float, help="relative tolerance (default: the precision's, see README)")
+    p.add_argument("--atol", type=float, help="absolute tolerance (default: the precision's, see README)")
     p.add_argument("--trt", dest="trt_major", type=int, choices=(10, 11), help="TensorRT major to lint for")
     p.add_argument(
         "--trust", action="store_true", help="allow unpickling a whole network (runs code from the file)"
     )
     p.add_argument(
         "--arch", help="architecture of a bare state dict: registry name or package.module:factory"
+    )
+    p.add_argument(
+        "--import-path",
+        action="append",
+        metavar="DIR",
+        help="a folder holding the Python code a pickled checkpoint refers to (repeatable; the "
+        "current folder always is importable)",
     )
     p.add_argument(
         "--plots", dest="plots_dir", metavar="DIR", help="write PNG histograms of gate margins and errors"
@@ -98,9 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: Options given on the command line beat those of a preset; these have no preset key.
+_CLI_ONLY = ("plots_dir", "calib_cache", "check_data", "mean", "std")
+
+
 def _options(args: argparse.Namespace) -> dict:
     options = load_preset(args.preset) if args.preset else {}
-    for name in (*PRESET_KEYS, "plots_dir", "calib_cache"):  # flags given on the command line beat the preset
+    for name in (*PRESET_KEYS, *_CLI_ONLY):
         value = getattr(args, name, None)
         if value is not None:
             options[name] = value
@@ -112,20 +140,28 @@ def _summary(result: ExportResult) -> str:
     lines = [
         f"{r['onnx']}: {r['graph']['nodes']} nodes, {r['graph']['bytes'] / 1e6:.2f} MB, "
         f"{r['scconv']['count']} SCConv block(s) {r['scconv']['variants']}, input {r['input']['shape']} "
-        f"(dynamic: {r['input']['dynamic']}), export {r['export']['seconds']:.1f} s",
+        f"(dynamic: {r['input']['dynamic']}, {r['export']['precision']})",
     ]
-    if result.precision_check is not None:
-        lines.append(str(result.precision_check))
-    if result.verification is not None:
+    if result.check is not None:
         lines.append(f"check on {r['check']['data']}:")
         lines.append(str(result.verification))
-        for other in result.other_shapes:
-            lines.append(f"  shape {other['shape']}: {'ok' if other['passed'] else 'FAILED'}")
+        for other in result.check.other_sizes:
+            lines.append(f"  at input {other['shape']}: {'ok' if other['passed'] else 'FAILED'}")
+    if result.precision_check is not None:
+        lines.append(str(result.precision_check))
+    if result.inputs.calibration is not None:
+        lines.append(f"calibrated on {result.inputs.calibration_source}")
     lines.append(f"lint (TensorRT {result.lint.trt_major}): {result.lint.summary()}")
-    lines.append(
-        f"wrote {r['onnx']}" + (f", {r['golden']}" if r["golden"] else "") + f", {result.report_path}"
-    )
-    lines.append("OK" if result.ok else "FAILED")
+    times = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in r["stages"].items())
+    lines.append(f"stages: {times} (total {r['seconds']:.1f} s)")
+    files = [r["onnx"], r["golden"], str(result.report_path)]
+    lines.append("wrote " + ", ".join(f for f in files if f))
+    if not result.ok:
+        lines.append("FAILED")
+    else:
+        lines.append(
+            "OK: verified against PyTorch" if result.verified else "exported, not verified (--no-check)"
+        )
     return "\n".join(lines)
 
 
@@ -134,16 +170,28 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args)
 
     def command() -> int:
-        result = export_onnx(args.checkpoint, args.output, trust=args.trust, arch=args.arch, **_options(args))
+        from ._progress import StageProgress
+
+        progress = StageProgress.for_terminal(args.quiet, args.json)
+        with progress if progress is not None else contextlib.nullcontext():
+            result = export_onnx(
+                args.checkpoint,
+                args.output,
+                trust=args.trust,
+                arch=args.arch,
+                import_paths=args.import_path,
+                listener=progress,
+                **_options(args),
+            )
         print(json.dumps(result.report, indent=2, default=str) if args.json else _summary(result))
-        if args.triton_repo and result.ok:  # only a verified model goes into a serving repository
+        if args.triton_repo and result.verified:  # only a verified model goes into a serving repository
             repo = write_triton_repository(result.onnx_path, args.triton_repo, overwrite=True)
             print(
                 f"wrote Triton model {repo.config_path.parent}", file=sys.stderr if args.json else sys.stdout
             )
         return EXIT_OK if result.ok else EXIT_CHECK_FAILED
 
-    return run(command, "scconv-export")
+    return run(command, "scconv-export", args.verbose)
 
 
 if __name__ == "__main__":

@@ -1,36 +1,34 @@
 """Checking a reduced-precision artefact against the FP32 export and its golden data.
 
-Three views, because ONNX Runtime's CPU provider computes many FP16 operators in FP32 and so
-understates FP16 error:
-
-* **end to end** — the artefact in ONNX Runtime against golden data, decision-aware
-  (``verify.compare``): gate decisions flipped (count, fraction), output error where decisions
-  agree, top-1 agreement for classifiers;
+* **the artefact** (``verify.verify_onnx``): with PyTorch's decisions fed in, every sample's
+  outputs within the precision's tolerance and no gate flipped beyond what precision explains;
+  as deployed, flips counted and top-1 agreement for classifiers; for INT8, Q/DQ semantics, with
+  ONNX Runtime's own integer kernels on this CPU as a note;
 * **block-local** — each SRU's gate computed by the artefact from that block's FP32 input (the
-  subgraph from the block input to the gate tensor, cut out with ``onnx.utils.Extractor``): flips
-  of gates whose FP32 margin |r - t| exceeds ``margin`` are the policy's failures, closer ones
-  are counted;
-* **emulation** (FP16) — the same checks on ``emulate_fp16``, which rounds every FP16 tensor
-  between operators, and on naive whole-graph FP16: the counterfactual the policy prevents.
+  subgraph from the block input to the mask, cut out with ``onnx.utils.Extractor``, fed by the
+  FP32 export run with PyTorch's decisions): the gate path is FP32 in every artefact, so only ties
+  may flip here;
+* **FP16 emulation** (``emulate_fp16``: every FP16 tensor rounded between operators) held to the
+  same criteria — ONNX Runtime's CPU provider computes many FP16 operators in FP32 and so
+  understates FP16 error — and the naive whole-graph FP16 counterfactual, reported.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import onnx
 from onnx.utils import Extractor
 
-from ..gates import expose_tensors, with_gate_outputs
+from ..gates import mask_tensor_names
 from ..golden import Golden
-from ..ort_cpu import cpu_session
-from ..verify import VerificationResult, compare
+from ..ort_cpu import cpu_session, run_batched
+from ..verify import Run, VerificationResult, compare, run_deployed, run_forced, verify_onnx
+from ..verify.tolerance import Tolerance
 from .fp16 import emulate_fp16, to_naive_fp16
 from .gate_path import gate_path
-
-TOLERANCES = {"fp16": (1e-2, 1e-2), "int8": (1e-1, 1e-1)}  # (rtol, atol) on agreeing samples
-MIN_TOP1 = {"fp16": 0.999, "int8": 0.99}
 
 
 @dataclass(frozen=True)
@@ -38,139 +36,104 @@ class BlockLocal:
     name: str
     gates: int
     flipped: int
-    flipped_above_margin: int
-
-
-@dataclass
-class View:
-    """One artefact (or emulation) seen end to end and block-locally."""
-
-    label: str
-    gates: int
-    flipped: int
-    top1_agreement: float | None
-    block_local: list[BlockLocal]
-    verification: VerificationResult | None = None
-
-    @property
-    def flip_fraction(self) -> float:
-        return self.flipped / self.gates if self.gates else 0.0
-
-    @property
-    def flipped_above_margin(self) -> int:
-        return sum(b.flipped_above_margin for b in self.block_local)
+    beyond_ties: int  # flips of gates at least the tie guard from their threshold: the gate path is wrong
 
 
 @dataclass
 class PrecisionCheck:
     precision: str
-    margin: float
-    artefact: View
-    emulation: View | None = None
-    naive: list[View] = field(default_factory=list)
+    artefact: VerificationResult
+    block_local: list[BlockLocal]
+    emulation: VerificationResult | None = None
+    emulation_block_local: list[BlockLocal] = field(default_factory=list)
+    naive: dict[str, VerificationResult] = field(default_factory=dict)  # counterfactual, reported
     passed: bool = False
     reasons: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        def view(v: View | None) -> dict | None:
-            if v is None:
-                return None
-            d = asdict(v)
-            d["verification"] = v.verification.to_dict() if v.verification is not None else None
-            d.update(flip_fraction=v.flip_fraction, flipped_above_margin=v.flipped_above_margin)
-            return d
-
         return {
             "precision": self.precision,
-            "margin": self.margin,
             "passed": self.passed,
             "reasons": self.reasons,
-            "artefact": view(self.artefact),
-            "emulation": view(self.emulation),
-            "naive_fp16": [view(v) for v in self.naive],
+            "artefact": self.artefact.to_dict(),
+            "block_local": [asdict(b) for b in self.block_local],
+            "emulation": self.emulation.to_dict() if self.emulation is not None else None,
+            "emulation_block_local": [asdict(b) for b in self.emulation_block_local],
+            "naive": {k: _flip_summary(v) for k, v in self.naive.items()},
         }
 
     def __str__(self) -> str:
         lines = [f"{self.precision.upper()} check {'PASSED' if self.passed else 'FAILED'}"]
-        for v in [self.artefact, self.emulation, *self.naive]:
-            if v is None:
-                continue
-            top1 = f", top-1 agreement {v.top1_agreement:.2%}" if v.top1_agreement is not None else ""
-            local = sum(b.flipped for b in v.block_local)
+        lines += [f"  {line}" for line in str(self.artefact).splitlines()]
+        lines.append(f"  block-local (gate path on FP32 inputs): {_local_text(self.block_local)}")
+        if self.emulation is not None:
+            head, *rest = str(self.emulation).splitlines()
+            lines.append(f"  FP16 emulation: {head}")
+            lines += [f"    {line}" for line in rest]
+            lines.append(f"    block-local: {_local_text(self.emulation_block_local)}")
+        for label, result in self.naive.items():
+            s = _flip_summary(result)
+            top1 = f", top-1 agreement {s['top1_agreement']:.2%}" if s["top1_agreement"] is not None else ""
             lines.append(
-                f"  {v.label:24s} gate flips {v.flipped}/{v.gates} ({v.flip_fraction:.3%}){top1}; "
-                f"block-local: {local} flips, {v.flipped_above_margin} with margin > {self.margin:g}"
+                f"  counterfactual {label}: {s['flipped']}/{s['gates']} gate decisions flipped "
+                f"({s['flip_fraction']:.3%}){top1}"
             )
-        lines += [f"  ! {r}" for r in self.reasons] + [f"  note: {n}" for n in self.notes]
+        lines += [f"  ! {r}" for r in self.reasons]
         return "\n".join(lines)
 
 
-def _run(model: onnx.ModelProto, feed: dict[str, np.ndarray], outputs: list[str]) -> list[np.ndarray]:
-    return cpu_session(model).run(outputs, feed)
+def _flip_summary(result: VerificationResult) -> dict:
+    view = result.deployed
+    gates = view.gates if view is not None else 0
+    flipped = view.flipped if view is not None else 0
+    return {
+        "gates": gates,
+        "flipped": flipped,
+        "flip_fraction": flipped / gates if gates else 0.0,
+        "top1_agreement": view.top1_agreement if view is not None else None,
+    }
 
 
-def _fp32_blocks(fp32: onnx.ModelProto, golden: Golden) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Each SRU's FP32 input and FP32 gate values (the FP32 export run in ONNX Runtime)."""
-    path = gate_path(fp32)
-    model = expose_tensors(with_gate_outputs(fp32), list(path.block_inputs))
-    names = [*path.gate_tensors, *path.block_inputs]
-    values = _run(model, {model.graph.input[0].name: golden.inputs}, names)
-    n = len(path.gate_tensors)
-    return values[n:], values[:n]
+def _local_text(blocks: list[BlockLocal]) -> str:
+    gates = sum(b.gates for b in blocks)
+    flipped = sum(b.flipped for b in blocks)
+    beyond = sum(b.beyond_ties for b in blocks)
+    return f"{flipped}/{gates} flipped, {beyond} beyond the tie guard"
 
 
-def _block_local(
-    artefact: onnx.ModelProto,
-    golden: Golden,
-    inputs: list[np.ndarray],
-    fp32_gates: list[np.ndarray],
-    margin: float,
-    stored_fp16: bool,
+def fp32_block_inputs(fp32: onnx.ModelProto, golden: Golden) -> list[np.ndarray]:
+    """Each SRU's input in the FP32 export, run with PyTorch's decisions (so it is PyTorch's input)."""
+    names = list(gate_path(fp32).block_inputs)
+    run = run_forced(fp32, golden, expose=[n for n in names if n != fp32.graph.input[0].name])
+    return [golden.inputs if n == fp32.graph.input[0].name else run.tensors[n] for n in names]
+
+
+def block_local(
+    artefact: onnx.ModelProto, golden: Golden, inputs: list[np.ndarray], stored_fp16: bool = False
 ) -> list[BlockLocal]:
+    """Each SRU's decisions computed by ``artefact`` from the FP32 block inputs (see the module docstring)."""
     path = gate_path(artefact)
+    masks = mask_tensor_names(artefact)
     inferred = onnx.shape_inference.infer_shapes(artefact)
-    types = {v.name: v.type.tensor_type.elem_type for v in inferred.graph.value_info}
+    types = {
+        v.name: v.type.tensor_type.elem_type for v in (*inferred.graph.value_info, *inferred.graph.input)
+    }
     extractor = Extractor(inferred)
     blocks = []
-    for spec, x_name, r_name, x, r32 in zip(
-        golden.gates, path.block_inputs, path.gate_tensors, inputs, fp32_gates, strict=True
+    for b, (spec, x_name, mask_name, x) in enumerate(
+        zip(golden.gates, path.block_inputs, masks, inputs, strict=True)
     ):
-        sub = extractor.extract_model([x_name], [r_name])
+        sub = extractor.extract_model([x_name], [mask_name])
         dtype = onnx.helper.tensor_dtype_to_np_dtype(types.get(x_name, onnx.TensorProto.FLOAT))
         if stored_fp16:  # an emulation holds the block input rounded to FP16, in an FP32 tensor
             x = x.astype(np.float16)
-        (r,) = _run(sub, {x_name: x.astype(dtype)}, [r_name])
-        flipped = spec.decide(r.astype(np.float32)) != spec.decide(r32)
-        clear = np.abs(r32 - np.float32(spec.threshold)) > margin
-        blocks.append(BlockLocal(spec.name, int(r32.size), int(flipped.sum()), int((flipped & clear).sum())))
+        what = f"the gate path of {spec.name}"
+        session = cpu_session(sub, what=what)
+        (mask,) = run_batched(session, x.astype(dtype), x_name, outputs=[mask_name], what=what)
+        flipped = spec.decisions(mask) != golden.decisions[b]
+        beyond = flipped & ~golden.ties[b]
+        blocks.append(BlockLocal(spec.name, int(flipped.size), int(flipped.sum()), int(beyond.sum())))
     return blocks
-
-
-def _view(
-    label: str,
-    model: onnx.ModelProto,
-    golden: Golden,
-    block_inputs: list[np.ndarray],
-    fp32_gates: list[np.ndarray],
-    margin: float,
-    tolerances: tuple[float, float],
-    stored_fp16: bool = False,
-) -> View:
-    exposed = with_gate_outputs(model)
-    y, *gates = _run(
-        exposed, {exposed.graph.input[0].name: golden.inputs}, [o.name for o in exposed.graph.output]
-    )
-    n_out = len(golden.outputs)
-    outs = [y, *gates[: n_out - 1]]
-    gates = [g.astype(np.float32) for g in gates[n_out - 1 :]]
-    result = compare(
-        golden, [o.astype(np.float32) for o in outs], gates, rtol=tolerances[0], atol=tolerances[1]
-    )
-    ref = golden.outputs[0]
-    top1 = float((outs[0].argmax(1) == ref.argmax(1)).mean()) if ref.ndim == 2 and ref.shape[1] > 1 else None
-    local = _block_local(model, golden, block_inputs, fp32_gates, margin, stored_fp16)
-    return View(label, result.gates_compared, result.gates_flipped, top1, local, result)
 
 
 def check_precision(
@@ -179,46 +142,46 @@ def check_precision(
     golden: Golden,
     precision: str,
     *,
-    margin: float = 1e-3,
-    min_top1: float | None = None,
+    tolerance: Tolerance | None = None,
     counterfactual: bool = True,
+    progress: Callable[[int], None] | None = None,
 ) -> PrecisionCheck:
-    """Check ``artefact`` (``precision`` "fp16" or "int8") against the FP32 export's golden data.
+    """Check ``artefact`` ("fp16", "int8" or "int8-cpu") against the FP32 export's golden data.
 
-    Fails when a block-locally computed gate with FP32 margin above ``margin`` flips (artefact or
-    emulation), or when the artefact's top-1 agreement with FP32 falls below ``min_top1`` (default
-    99.9 % for FP16, 99 % for INT8); the emulation's top-1 agreement is reported as a note.
+    Fails when the artefact (or, for FP16, its emulation) fails verification, or when a gate path
+    fed FP32 inputs flips a gate that is not a tie. ``progress`` gets samples done per run.
     """
-    tolerances = TOLERANCES[precision]
-    block_inputs, fp32_gates = _fp32_blocks(fp32, golden)
-    art = _view(f"{precision} artefact (ORT)", artefact, golden, block_inputs, fp32_gates, margin, tolerances)
-    check = PrecisionCheck(precision, margin, art)
+    result = verify_onnx(artefact, golden, precision=precision, tolerance=tolerance, progress=progress)
+    inputs = fp32_block_inputs(fp32, golden)
+    check = PrecisionCheck(precision, result, block_local(artefact, golden, inputs))
     if precision == "fp16":
-        common = (golden, block_inputs, fp32_gates, margin, tolerances)
-        check.emulation = _view("fp16 emulation", emulate_fp16(fp32), *common, stored_fp16=True)
+        emulated = emulate_fp16(fp32)
+        check.emulation = verify_onnx(
+            emulated, golden, precision="fp16", tolerance=tolerance, progress=progress
+        )
+        check.emulation_block_local = block_local(emulated, golden, inputs, stored_fp16=True)
         if counterfactual:
-            check.naive = [
-                _view("naive fp16 (ORT)", to_naive_fp16(fp32), *common),
-                _view(
-                    "naive fp16 emulation",
-                    emulate_fp16(fp32, keep_gate_path=False),
-                    *common,
-                    stored_fp16=True,
-                ),
-            ]
-    threshold = MIN_TOP1[precision] if min_top1 is None else min_top1
-    for view in [art, check.emulation]:
-        if view is not None and view.flipped_above_margin:
-            count = view.flipped_above_margin
-            check.reasons.append(
-                f"{view.label}: {count} block-local gate flip(s) with FP32 margin > {margin:g}"
-            )
-    if art.top1_agreement is not None and art.top1_agreement < threshold:
-        check.reasons.append(f"{art.label}: top-1 agreement {art.top1_agreement:.2%} below {threshold:.1%}")
-    emu = check.emulation
-    if emu is not None and emu.top1_agreement is not None and emu.top1_agreement < threshold:
-        # Rounding every tensor (logits included) can reorder near-equal classes: worth knowing,
-        # not a gate failure — the block-local gate criterion above is the policy's.
-        check.notes.append(f"{emu.label}: top-1 agreement {emu.top1_agreement:.2%} (below {threshold:.1%})")
-    check.passed = not check.reasons
+            for label, model in (
+                ("naive FP16 (ORT)", to_naive_fp16(fp32)),
+                ("naive FP16 emulation", emulate_fp16(fp32, keep_gate_path=False)),
+            ):
+                run = run_deployed(model, golden, progress=progress)
+                check.naive[label] = compare(golden, deployed=Run(run.outputs, run.masks), precision="fp16")
+    _judge(check)
     return check
+
+
+def _judge(check: PrecisionCheck) -> None:
+    reasons = check.reasons
+    reasons += [f"artefact: {r}" for r in check.artefact.reasons]
+    if check.emulation is not None:
+        reasons += [f"FP16 emulation: {r}" for r in check.emulation.reasons]
+    for label, blocks in (("artefact", check.block_local), ("FP16 emulation", check.emulation_block_local)):
+        beyond = sum(b.beyond_ties for b in blocks)
+        if beyond:
+            worst = max(blocks, key=lambda b: b.beyond_ties)
+            reasons.append(
+                f"{label}: the gate path fed FP32 inputs flips {beyond} decision(s) that are not ties "
+                f"(first in {worst.name}): the gate path is not computed in FP32"
+            )
+    check.passed = not reasons

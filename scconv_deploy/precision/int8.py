@@ -25,27 +25,45 @@ from .gate_path import gate_path
 logger = logging.getLogger(__name__)
 
 QUANTIZED_OPS = ["Conv", "Gemm", "MatMul"]
+TARGETS = ("trt", "ort-cpu")
 
 
-def _reader(inputs: np.ndarray, name: str, batch: int):
+def _fixed_batch(model: onnx.ModelProto) -> int | None:
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    return dims[0].dim_value if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0 else None
+
+
+def _chunks(inputs: np.ndarray, batch: int, fixed: int | None) -> list[np.ndarray]:
+    """Calibration batches; for a model of fixed batch, exactly that many rows each (the last
+    chunk filled up with the first inputs again, not with zeros that would skew the ranges)."""
+    if fixed is None:
+        return [inputs[i : i + batch] for i in range(0, len(inputs), batch)]
+    reps = -(-fixed // len(inputs))  # enough copies to fill one batch
+    padded = np.concatenate([inputs, *([inputs] * reps)])
+    return [padded[i : i + fixed] for i in range(0, len(inputs), fixed)]
+
+
+def _reader(chunks: list[np.ndarray], name: str, progress):
     from onnxruntime.quantization import CalibrationDataReader
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self._chunks = iter([inputs[i : i + batch] for i in range(0, len(inputs), batch)])
+            self._chunks = iter(chunks)
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             chunk = next(self._chunks, None)
+            if chunk is not None and progress is not None:
+                progress(len(chunk))
             return None if chunk is None else {name: chunk}
 
     return Reader()
 
 
-def cache_key(model: onnx.ModelProto, inputs: np.ndarray, method: str) -> str:
+def cache_key(model: onnx.ModelProto, inputs: np.ndarray, method: str, target: str = "trt") -> str:
     h = hashlib.sha256()
     h.update(model.SerializeToString())
     h.update(np.ascontiguousarray(inputs).tobytes())
-    h.update(f"{inputs.shape}|{method}|{QUANTIZED_OPS}".encode())
+    h.update(f"{inputs.shape}|{method}|{QUANTIZED_OPS}|{target}".encode())
     return h.hexdigest()[:24]
 
 
@@ -54,10 +72,18 @@ def to_int8(
     calib_inputs: np.ndarray,
     *,
     method: str = "minmax",
+    target: str = "trt",
     cache_dir: str | Path | None = None,
     batch: int = 16,
+    progress=None,
 ) -> onnx.ModelProto:
-    """Quantize ``model`` (FP32, exported by scconv-export) to explicit Q/DQ INT8 on ``calib_inputs``."""
+    """Quantize ``model`` (FP32, exported by scconv-export) to explicit Q/DQ INT8 on ``calib_inputs``.
+
+    ``target="trt"``: full 8-bit weights, what TensorRT builds from. ``target="ort-cpu"``: 7-bit
+    weights (``reduce_range``), so that ONNX Runtime's u8s8 integer kernels cannot saturate on x86
+    CPUs without VNNI (AVX2 only), where the full 8-bit file loses accuracy. ``progress`` gets the
+    number of inputs fed per calibration batch.
+    """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     methods = {
@@ -67,7 +93,9 @@ def to_int8(
     }
     if method not in methods:
         raise ValueError(f"calibration method {method!r} is unknown: use one of {', '.join(methods)}")
-    key = cache_key(model, calib_inputs, method)
+    if target not in TARGETS:
+        raise ValueError(f"INT8 target {target!r} is unknown: use one of {', '.join(TARGETS)}")
+    key = cache_key(model, calib_inputs, method, target)
     cached = Path(cache_dir) / f"int8-{key}.onnx" if cache_dir is not None else None
     if cached is not None and cached.exists():
         logger.info("INT8: reusing calibration cache %s", cached)
@@ -87,11 +115,12 @@ def to_int8(
             quantize_static(
                 str(src),
                 str(dst),
-                _reader(calib_inputs, name, batch),
+                _reader(_chunks(calib_inputs, batch, _fixed_batch(work)), name, progress),
                 quant_format=QuantFormat.QDQ,
                 activation_type=QuantType.QInt8,
                 weight_type=QuantType.QInt8,
                 per_channel=True,
+                reduce_range=target == "ort-cpu",
                 op_types_to_quantize=QUANTIZED_OPS,
                 nodes_to_exclude=keep,
                 calibrate_method=methods[method],

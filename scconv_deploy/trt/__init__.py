@@ -2,7 +2,7 @@
 
 from .bench import BenchResult, BenchRow, bench_onnx, bench_plan, measure
 from .build import BuildProgress, BuiltEngine, build_engine
-from .check import TOLERANCES, find_golden, run_batches, verify_engine, verify_plan
+from .check import find_golden, run_batches, twin_path, verify_engine, verify_plan
 from .env import INSTALL_TRT, require_cuda, require_tensorrt
 from .inspect import EngineReport, LayerInfo, inspect_plan, layer_info, sidecar_summary
 from .onnx_file import OnnxInput
@@ -15,7 +15,6 @@ from .sidecar import BuildInfo, check_compatible, read_sidecar, sidecar_path, wr
 
 __all__ = [
     "INSTALL_TRT",
-    "TOLERANCES",
     "BenchResult",
     "BenchRow",
     "BuildInfo",
@@ -49,6 +48,7 @@ __all__ = [
     "run_batches",
     "sidecar_path",
     "sidecar_summary",
+    "twin_path",
     "verify_engine",
     "verify_plan",
     "write_engine_files",

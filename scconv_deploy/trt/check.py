@@ -1,8 +1,15 @@
-"""An engine against golden PyTorch data, decision-aware (``scconv_deploy.verify.compare``).
+"""An engine against golden PyTorch data, sound at SCConv's gate ties (``scconv_deploy.verify.compare``).
 
-An engine built ``--debug-gates`` returns every SRU's gate values (their names are in the
-sidecar), so gate decision flips are counted exactly; without them, samples holding a gate tie
-are set aside and the rest compared tightly. ``verify_engine`` takes anything with the ``Engine``
+Two engines can be involved:
+
+* the **deployment engine**, run as it is. Its outputs are held to the tolerance on the samples
+  whose gates all lie clear of their thresholds; with its gate values exposed (built
+  ``--debug-gates``) its decisions are read too, and every sample whose decisions agree is held.
+* its **verification twin**, built from the verification graph (``verify.forced_graph``: the same
+  ONNX with every SRU's mask fed in as an input and its own masks as outputs) with the same
+  precision and profiles: run with PyTorch's decisions fed in, *every* sample is compared.
+
+A check that compared no sample never passes. ``verify_engine`` takes anything with the engine
 contract (``inputs``, ``outputs``, ``infer``), so it is tested without TensorRT.
 """
 
@@ -16,20 +23,13 @@ import numpy as np
 
 from ..errors import VerificationError
 from ..golden import Golden
-from ..precision.check import TOLERANCES as PRECISION_TOLERANCES
-from ..verify import VerificationResult, compare
+from ..verify import Run, VerificationResult, compare
+from ..verify.forced import FORCE_PREFIX
+from ..verify.tolerance import Tolerance, tolerance_for
 from .profile import dims_text
 from .runner import TensorSpec, load_engine
 
 logger = logging.getLogger(__name__)
-
-# Default (rtol, atol) per ONNX precision; an element fails when it exceeds both. FP32 as scconv-export
-# checks; FP16 and INT8 as the precision step checks its ONNX files (scconv_deploy.precision).
-TOLERANCES = {
-    "FP32": (1e-3, 1e-4),
-    "FP16": PRECISION_TOLERANCES["fp16"],
-    "INT8": PRECISION_TOLERANCES["int8"],
-}
 
 
 class EngineLike(Protocol):
@@ -48,59 +48,111 @@ def check_fits(name: str, spec: TensorSpec, inputs: np.ndarray) -> None:
         )
 
 
-def run_batches(engine: EngineLike, inputs: np.ndarray) -> dict[str, np.ndarray]:
-    """All outputs of a one-input engine, in batches its profile admits (padded to its minimum)."""
-    if len(engine.inputs) != 1:
-        raise VerificationError(
-            f"verification runs one-input engines; this one takes {sorted(engine.inputs)}"
-        )
-    ((name, spec),) = engine.inputs.items()
+def _network_input(engine: EngineLike) -> str:
+    names = [n for n in engine.inputs if not n.startswith(FORCE_PREFIX)]
+    if len(names) != 1:
+        raise VerificationError(f"verification runs one-input networks; this engine takes {sorted(names)}")
+    return names[0]
+
+
+def run_batches(
+    engine: EngineLike, inputs: np.ndarray, extra: dict[str, np.ndarray] | None = None
+) -> dict[str, np.ndarray]:
+    """All outputs on ``inputs`` (and ``extra`` inputs of the same batch), in batches the profile admits.
+
+    A last batch below the profile's minimum is padded with zeros and trimmed from the results.
+    """
+    name = _network_input(engine)
+    spec = engine.inputs[name]
     check_fits(name, spec, inputs)
-    x = inputs.astype(spec.dtype, copy=False)
+    feeds = {name: inputs, **(extra or {})}
+    feeds = {k: v.astype(engine.inputs[k].dtype, copy=False) for k, v in feeds.items()}
     chunks = []
-    for start in range(0, len(x), spec.max[0]):
-        part = x[start : start + spec.max[0]]
-        n = len(part)
+    for start in range(0, len(inputs), spec.max[0]):
+        part = {k: v[start : start + spec.max[0]] for k, v in feeds.items()}
+        n = len(part[name])
         if n < spec.min[0]:
-            part = np.concatenate([part, np.zeros((spec.min[0] - n, *part.shape[1:]), part.dtype)])
-        chunks.append({k: v[:n] for k, v in engine.infer({name: part}).items()})
+            part = {
+                k: np.concatenate([v, np.zeros((spec.min[0] - n, *v.shape[1:]), v.dtype)])
+                for k, v in part.items()
+            }
+        chunks.append({k: v[:n] for k, v in engine.infer(part).items()})
     return {k: np.concatenate([c[k] for c in chunks]) for k in engine.outputs}
 
 
-def verify_engine(
-    engine: EngineLike,
-    golden: Golden,
-    gate_outputs: list[str] | None = None,
-    *,
-    precision: str = "FP32",
-    rtol: float | None = None,
-    atol: float | None = None,
-) -> VerificationResult:
-    """Run ``engine`` on the golden inputs; compare outputs (and gate decisions, if it exposes them).
+def _deployed_run(engine: EngineLike, golden: Golden, gate_outputs: list[str]) -> Run:
+    results = run_batches(engine, golden.inputs)
+    outputs = [results[n].astype(np.float32) for n in golden.output_names]
+    if not gate_outputs:
+        return Run(outputs)
+    masks = [
+        spec.mask(spec.decide(results[n].astype(np.float32)))
+        for spec, n in zip(golden.gates, gate_outputs, strict=True)
+    ]
+    return Run(outputs, masks)
 
-    Tolerances default to ``TOLERANCES[precision]``. Returns the result; a mismatch does not raise.
-    """
-    gate_outputs = list(gate_outputs or [])
-    missing = [n for n in golden.output_names + gate_outputs if n not in engine.outputs]
+
+def _forced_run(twin: EngineLike, golden: Golden, force_inputs: list[str], mask_outputs: list[str]) -> Run:
+    extra = {name: golden.masks(b, slice(None)) for b, name in enumerate(force_inputs)}
+    results = run_batches(twin, golden.inputs, extra)
+    outputs = [results[n].astype(np.float32) for n in golden.output_names]
+    return Run(outputs, [results[n] for n in mask_outputs])
+
+
+def _missing(engine: EngineLike, names: list[str], what: str) -> None:
+    missing = [n for n in names if n not in engine.outputs and n not in engine.inputs]
     if missing:
-        raise VerificationError(f"the engine has no output(s) {missing} (it has {engine.outputs})")
+        raise VerificationError(f"the {what} has no tensor(s) {missing[:3]} (it has {engine.outputs})")
+
+
+def verify_engine(
+    engine: EngineLike | None,
+    golden: Golden,
+    *,
+    gate_outputs: list[str] | None = None,
+    twin: EngineLike | None = None,
+    twin_tensors: tuple[list[str], list[str]] | None = None,
+    precision: str = "fp32",
+    tolerance: Tolerance | None = None,
+) -> VerificationResult:
+    """Run the deployment ``engine`` (and its verification ``twin``) on the golden data and compare.
+
+    ``gate_outputs`` names the gate-value outputs of an engine built ``--debug-gates``;
+    ``twin_tensors`` is (force inputs, mask outputs) of the twin, in SRU order. Tolerances
+    default to ``precision``'s. Returns the result; a mismatch does not raise.
+    """
+    if engine is None and twin is None:
+        raise VerificationError("nothing to verify: neither an engine nor its verification twin")
+    gate_outputs = list(gate_outputs or [])
     if gate_outputs and len(gate_outputs) != len(golden.gates):
         raise VerificationError(
             f"the engine exposes {len(gate_outputs)} gate tensors, "
             f"the golden data holds {len(golden.gates)} blocks"
         )
-    default_rtol, default_atol = TOLERANCES.get(precision, TOLERANCES["FP32"])
-    rtol = default_rtol if rtol is None else rtol
-    atol = default_atol if atol is None else atol
-    results = run_batches(engine, golden.inputs)
-    outputs = [results[n].astype(np.float32) for n in golden.output_names]
-    gates = [results[n].astype(np.float32) for n in gate_outputs] if gate_outputs else None
-    result = compare(golden, outputs, gates, rtol=rtol, atol=atol)
-    (spec,) = engine.inputs.values()
-    if spec.dtype != golden.inputs.dtype:
-        result.notes.append(f"golden inputs ({golden.inputs.dtype}) were cast to the engine's {spec.dtype}")
-    if gates is None and golden.gates:
-        result.notes.append("gate decisions not compared: build with --debug-gates to count flips exactly")
+    deployed = forced = None
+    if engine is not None:
+        _missing(engine, golden.output_names + gate_outputs, "engine")
+        deployed = _deployed_run(engine, golden, gate_outputs)
+    if twin is not None:
+        if twin_tensors is None:
+            raise VerificationError("the verification twin's force inputs and mask outputs are not known")
+        force_inputs, mask_outputs = twin_tensors
+        if len(force_inputs) != len(golden.gates) or len(mask_outputs) != len(golden.gates):
+            raise VerificationError(
+                f"the verification twin has {len(force_inputs)} forced gates, the golden data "
+                f"{len(golden.gates)} blocks"
+            )
+        _missing(twin, golden.output_names + mask_outputs + force_inputs, "verification twin")
+        forced = _forced_run(twin, golden, force_inputs, mask_outputs)
+    result = compare(golden, forced, deployed, precision=precision.lower(), tolerance=tolerance)
+    dtype = (engine or twin).inputs[_network_input(engine or twin)].dtype
+    if dtype != golden.inputs.dtype:
+        result.notes.append(f"golden inputs ({golden.inputs.dtype}) were cast to the engine's {dtype}")
+    if twin is None:
+        result.notes.append(
+            "no verification twin: only samples with no gate near its threshold could be compared "
+            "(scconv-trt build writes MODEL.verify.plan beside the engine)"
+        )
     return result
 
 
@@ -124,16 +176,26 @@ def find_golden(plan_path: Path, sidecar: dict[str, Any] | None) -> Path:
     raise VerificationError(f"no golden data at {' or '.join(map(str, candidates))}: pass --golden FILE")
 
 
+def twin_path(plan_path: Path) -> Path:
+    """Where the verification twin of ``MODEL.plan`` lives: ``MODEL.verify.plan``."""
+    return plan_path.with_suffix(".verify.plan")
+
+
 def verification_record(result: VerificationResult, golden_path: Path) -> dict[str, Any]:
     """What the sidecar keeps of a verification."""
     return {
         "golden": str(golden_path),
         "passed": result.passed,
         "summary": str(result).splitlines()[0],
-        "gates_flipped": result.gates_flipped if result.flips is not None else None,
-        "real_flips": result.real_flips if result.flips is not None else None,
+        "compared": result.compared,
+        "samples": result.samples,
+        "real_flips": result.real_flips,
         "reasons": result.reasons,
     }
+
+
+def _tolerance(precision: str, rtol: float | None, atol: float | None) -> Tolerance:
+    return tolerance_for(precision.lower()).with_overrides(rtol, atol)
 
 
 def verify_plan(
@@ -143,7 +205,7 @@ def verify_plan(
     rtol: float | None = None,
     atol: float | None = None,
 ) -> tuple[VerificationResult, Path]:
-    """Load a plan (checked against its sidecar) and verify it; the result and the golden file used."""
+    """Load a plan (checked against its sidecar) and its twin if present, and verify them."""
     plan_path = Path(plan_path)
     with load_engine(plan_path) as engine:
         sidecar = engine.sidecar
@@ -151,13 +213,29 @@ def verify_plan(
         golden = Golden.load(path)
         if sidecar is not None:
             check_golden_source(golden, sidecar["onnx"]["metadata"], path)
-        result = verify_engine(
-            engine,
-            golden,
-            sidecar["gate_outputs"] if sidecar else None,
-            precision=sidecar["precision"]["kind"] if sidecar else "FP32",
-            rtol=rtol,
-            atol=atol,
-        )
+        precision = sidecar["precision"]["kind"] if sidecar else "FP32"
+        gate_outputs = sidecar.get("gate_outputs") if sidecar else None
+        twin_file = twin_path(plan_path)
+        if twin_file.is_file():
+            with load_engine(twin_file) as twin:
+                twin_sidecar = twin.sidecar or {}
+                tensors = (twin_sidecar.get("force_inputs", []), twin_sidecar.get("mask_outputs", []))
+                result = verify_engine(
+                    engine,
+                    golden,
+                    gate_outputs=gate_outputs,
+                    twin=twin,
+                    twin_tensors=tensors,
+                    precision=precision,
+                    tolerance=_tolerance(precision, rtol, atol),
+                )
+        else:
+            result = verify_engine(
+                engine,
+                golden,
+                gate_outputs=gate_outputs,
+                precision=precision,
+                tolerance=_tolerance(precision, rtol, atol),
+            )
     logger.info("verified %s against %s: %s", plan_path, path, "passed" if result.passed else "FAILED")
     return result, path

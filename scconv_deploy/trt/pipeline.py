@@ -64,8 +64,8 @@ def load_golden_for(plan: BuildPlan, path: Path) -> Golden:
     )
     if golden.gates and not plan.debug_gates and golden.tie_samples().all():
         logger.warning(
-            "every sample in %s holds a gate tie: without --debug-gates the check can compare no sample "
-            "and will be inconclusive",
+            "every sample in %s holds a gate tie: without --debug-gates or a verification twin the "
+            "check can compare no sample and will fail",
             path,
         )
     return golden
@@ -85,7 +85,16 @@ def build_and_verify(
     result = None
     if golden is not None:
         with Engine(built.data, built.sidecar(), name=str(plan.engine_path)) as engine:
+            from .check import _tolerance
+
             gates = plan.gate_tensors if plan.debug_gates else None
-            result = verify_engine(engine, golden, gates, precision=plan.precision.kind, rtol=rtol, atol=atol)
+            precision = plan.precision.kind
+            result = verify_engine(
+                engine,
+                golden,
+                gate_outputs=gates,
+                precision=precision,
+                tolerance=_tolerance(precision, rtol, atol),
+            )
     record = verification_record(result, golden_path) if result is not None and golden_path else None
     return BuildResult(built, built.save(record), result, golden_path)

@@ -1,0 +1,86 @@
+"""The network an export works on: the checkpoint's module, its export form, and the tap that names
+every gate tensor — with the input shape and output names settled before anything is exported."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..checkpoint import Checkpoint
+from ..convert import DeploySummary, deploy_summary, to_deploy
+from ..errors import ExportError
+from ..gates import GATE_PREFIX, MASK_PREFIX
+from ..tap import GateTap, flat_outputs
+from .graph import dynamic_axes
+from .options import ExportOptions, parse_input_shape
+
+
+@dataclass
+class Network:
+    original: nn.Module
+    deployed: nn.Module  # every SCConv in export form
+    tap: GateTap  # deployed, returning outputs + gate values + masks
+    shape: tuple[int, ...]  # N, C, H, W of the export
+    example: torch.Tensor  # what the exporter traces with
+    output_names: list[str]
+    summary: DeploySummary
+    metadata: dict[str, Any] = field(default_factory=dict)  # what the checkpoint tells about itself
+
+    @property
+    def gate_names(self) -> list[str]:
+        return [f"{GATE_PREFIX}{spec.name}" for spec in self.tap.specs]
+
+    @property
+    def mask_names(self) -> list[str]:
+        return [f"{MASK_PREFIX}{spec.name}" for spec in self.tap.specs]
+
+
+def input_shape(options: ExportOptions, ckpt: Checkpoint) -> tuple[int, ...]:
+    """The export's input shape: ``--input-shape``, else the checkpoint's metadata."""
+    if options.input_shape is not None:
+        return options.input_shape
+    if "input_shape" in ckpt.meta:
+        return parse_input_shape(ckpt.meta["input_shape"])
+    raise ExportError(f"{ckpt.path} records no input shape: pass --input-shape N,C,H,W")
+
+
+def example_input(shape: tuple[int, ...], dynamic: str) -> torch.Tensor:
+    """What the exporter traces with: torch.export specialises a dynamic dimension of size 1."""
+    dims = list(shape)
+    if 0 in dynamic_axes(dynamic) and dims[0] == 1:
+        dims[0] = 2
+    return torch.zeros(dims)
+
+
+def run_once(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The network's outputs on ``x`` as a tuple of tensors; a clear error where it does not fit."""
+    shape = ",".join(map(str, x.shape))
+    try:
+        with torch.no_grad():
+            out = model(x)
+    except Exception as err:  # user networks raise anything; the input shape is the usual cause
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ExportError(f"input shape {shape} does not fit the network: {first}") from err
+    outs = flat_outputs(out)
+    kinds = sorted({type(o).__name__ for o in outs if not isinstance(o, torch.Tensor)})
+    if kinds:
+        raise ExportError(
+            f"the network returns {', '.join(kinds)} besides tensors: export needs a tensor or a tuple of "
+            f"tensors (wrap the network so that it returns what the deployment uses)"
+        )
+    return outs
+
+
+def prepare_network(ckpt: Checkpoint, options: ExportOptions) -> Network:
+    """The checkpoint's network in export form, run once on the example input."""
+    shape = input_shape(options, ckpt)
+    model = ckpt.model.eval()
+    example = example_input(shape, options.dynamic)
+    n_out = len(run_once(model, example))
+    deployed = to_deploy(model)
+    names = ["output"] if n_out == 1 else [f"output_{i}" for i in range(n_out)]
+    tap = GateTap(deployed, masks=True).eval()
+    return Network(model, deployed, tap, shape, example, names, deploy_summary(deployed))
