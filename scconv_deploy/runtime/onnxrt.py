@@ -1,6 +1,7 @@
 """The ``.onnx`` backend: an ONNX Runtime session on the providers asked for, or an error.
 
-Providers come from ``device`` (or are given); their options from the model (``providers``).
+Providers come from ``device`` (or are given; the TensorRT EP by default only where TensorRT's
+libraries load, imported first so that the EP finds them); their options from the model.
 After the session exists, the providers ONNX Runtime activated are checked against the requested
 ones, and its own fallback on a failing run (to the CPU, for good) is switched off, unless the
 caller allows a fallback. With the TensorRT EP active, the input spec is bounded by its profile.
@@ -27,7 +28,9 @@ from .providers import (
     check_active,
     choose_providers,
     default_cache_dir,
+    load_tensorrt,
     profile_shapes,
+    provider_names,
     with_options,
 )
 
@@ -101,7 +104,10 @@ class OnnxrtModel(Model):
         cache_dir: str | Path | None = None,
     ) -> None:
         ort = require_onnxruntime()
-        names = choose_providers(device, providers, ort.get_available_providers())
+        available = ort.get_available_providers()
+        asked = provider_names(providers) if providers is not None else GPU_PROVIDERS
+        tensorrt = TENSORRT in available and TENSORRT in asked and load_tensorrt()
+        names = choose_providers(device, providers, available, tensorrt=tensorrt)
         batch = max_batch or DEFAULT_MAX_BATCH
         cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         facts = _tensorrt_facts(path, cache) if TENSORRT in names else None

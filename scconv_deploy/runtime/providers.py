@@ -44,10 +44,24 @@ def provider_names(providers: Sequence[Provider]) -> list[str]:
     return [p if isinstance(p, str) else p[0] for p in providers]
 
 
+def load_tensorrt() -> bool:
+    """Whether TensorRT's libraries are loaded into this process, as its TensorRT EP needs them.
+
+    The tensorrt wheels keep libnvinfer outside the loader's path and load it when ``tensorrt``
+    is imported; importing it first lets ONNX Runtime's TensorRT EP find the same libraries.
+    """
+    try:
+        import tensorrt  # noqa: F401
+    except (ImportError, OSError):
+        return False
+    return True
+
+
 def choose_providers(
-    device: str, providers: Sequence[Provider] | None, available: Sequence[str]
+    device: str, providers: Sequence[Provider] | None, available: Sequence[str], *, tensorrt: bool = True
 ) -> list[str]:
-    """The execution providers for a session: ``providers`` as given (names), else by ``device``."""
+    """The execution providers for a session: ``providers`` as given (names), else by ``device``
+    (the TensorRT EP only where ``tensorrt``: its libraries are there)."""
     if providers is not None:
         names = provider_names(providers)
         missing = [p for p in names if p not in available]
@@ -57,7 +71,7 @@ def choose_providers(
                 f"this onnxruntime has {', '.join(available)}"
             )
         return names
-    gpu = [p for p in GPU_PROVIDERS if p in available]
+    gpu = [p for p in GPU_PROVIDERS if p in available and (p != TENSORRT or tensorrt)]
     if device == "cuda" and not gpu:
         raise DependencyError(
             "device='cuda' needs onnxruntime-gpu (pip install 'scconv-deploy[gpu]' or a trt extra); "

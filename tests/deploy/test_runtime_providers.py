@@ -32,6 +32,8 @@ def test_providers_follow_the_device_and_what_is_installed():
     given = [CUDA, CPU]
     assert choose_providers("auto", given, ALL_PROVIDERS) == given  # an explicit list wins, as given
     assert choose_providers("auto", [(TRT, {"trt_fp16_enable": True}), CPU], ALL_PROVIDERS) == [TRT, CPU]
+    # Without TensorRT's libraries (onnxruntime-gpu lists its TensorRT EP regardless) "auto" skips it.
+    assert choose_providers("auto", None, ALL_PROVIDERS, tensorrt=False) == [CUDA, CPU]
     with pytest.raises(DependencyError, match="device='cuda' needs onnxruntime-gpu"):
         choose_providers("cuda", None, [CPU])
     with pytest.raises(DependencyError, match="CUDAExecutionProvider not available"):
@@ -65,11 +67,19 @@ class FallingBack(ort.InferenceSession):
 
 @pytest.fixture
 def gpu_ort(monkeypatch):
-    """onnxruntime as onnxruntime-gpu presents itself: every provider listed."""
+    """onnxruntime as onnxruntime-gpu presents itself (every provider listed) on a host with TensorRT."""
     FallingBack.made, FallingBack.active = [], None
     monkeypatch.setattr(ort, "get_available_providers", lambda: list(ALL_PROVIDERS))
     monkeypatch.setattr(ort, "InferenceSession", FallingBack)
+    monkeypatch.setattr("scconv_deploy.runtime.onnxrt.load_tensorrt", lambda: True)
     return FallingBack
+
+
+def test_without_tensorrt_auto_does_not_ask_for_the_tensorrt_ep(onnx_path, gpu_ort, monkeypatch):
+    monkeypatch.setattr("scconv_deploy.runtime.onnxrt.load_tensorrt", lambda: False)
+    with pytest.raises(FallbackError, match="did not activate CUDAExecutionProvider and would run on CPU"):
+        load(onnx_path)
+    assert gpu_ort.made[-1].requested[0][0] == CUDA
 
 
 def test_a_silent_fallback_to_the_cpu_is_an_error_naming_what_did_not_load(onnx_path, tmp_path, gpu_ort):
