@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# One command on a machine with an NVIDIA GPU: install the TensorRT extra, export the demo model (FP32,
-# and FP16/INT8 where scconv-export has --precision), build engines, verify them against PyTorch,
-# benchmark, inspect, and run the TensorRT tests.
+# One command on a machine with an NVIDIA GPU and TensorRT: install the TensorRT extra, export the demo
+# model (FP32, FP16, INT8), build engines, verify them against PyTorch's golden data, benchmark, inspect,
+# and run the TensorRT tests.
 #
 #   scripts/gpu_check.sh                                   # from anywhere; uses `python`
+#   TRT_EXTRA=trt10-cu12 scripts/gpu_check.sh              # the extra to install (default: trt11-cu12)
 #   PYTHON=.venv/bin/python SKIP_INSTALL=1 scripts/gpu_check.sh
+#
+# The export steps need PyTorch (the export extra); building, verifying, benchmarking and inspecting
+# do not. The versions step records TensorRT, its CUDA flavour, the driver and the GPU as this
+# package reads them (from libcuda, not from PyTorch).
 #
 # Writes build/gpu_check/results.txt (one line per step, then the key numbers) and one log per step
 # beside it. Exit status: 0 when every step passed, 1 otherwise.
@@ -37,12 +42,14 @@ skip() {  # skip NAME REASON
 if [ "${SKIP_INSTALL:-0}" = 1 ]; then
     skip install "SKIP_INSTALL=1"
 else
-    step install "$PY" -m pip install -e '.[trt,dev]' --extra-index-url https://pypi.nvidia.com
+    step install "$PY" -m pip install -e ".[export,${TRT_EXTRA:-trt11-cu12},dev]" --extra-index-url https://pypi.nvidia.com
 fi
-step versions "$PY" -c "import tensorrt, torch, polygraphy, onnxruntime; \
-print('tensorrt', tensorrt.__version__, '| torch', torch.__version__, 'cuda', torch.version.cuda, \
-torch.cuda.get_device_name() if torch.cuda.is_available() else 'NO CUDA DEVICE', \
-'| polygraphy', polygraphy.__version__, '| onnxruntime', onnxruntime.__version__)"
+step versions "$PY" -c "import polygraphy, onnxruntime; \
+from scconv_deploy.trt import require_trt_gpu; from scconv_deploy.trt.env import tensorrt_cuda_major; \
+from scconv_deploy.deps import installed_onnxruntimes; host = require_trt_gpu(); \
+print('tensorrt', host.version, 'for CUDA', tensorrt_cuda_major() or '?', '| gpu', host.device, \
+'| polygraphy', polygraphy.__version__, '| onnxruntime', ', '.join(installed_onnxruntimes()), \
+onnxruntime.get_available_providers())"
 sed "s/^/# /" "$OUT/versions.log" >>"$RESULTS"
 
 mkdir -p build
@@ -86,7 +93,7 @@ step bench-fp32 "${TRT[@]}" bench build/digits.plan --batch-sizes 1,8,32 --json 
 step bench-onnxruntime "${TRT[@]}" bench build/digits.onnx --batch-sizes 1,8,32 --iterations 30 \
     --json "$OUT/bench_onnxruntime.json"
 step inspect "${TRT[@]}" inspect build/digits.plan
-step pytest "$PY" -m pytest tests/test_trt.py tests/test_trt_gpu.py -rs -q -p no:cacheprovider
+step pytest "$PY" -m pytest tests/test_trt_gpu.py tests/deploy -m gpu -rs -q -p no:cacheprovider
 
 {
     echo

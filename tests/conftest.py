@@ -1,15 +1,26 @@
-"""Shared fixtures: hypothesis profiles, SCConv configuration strategies, realistic parameters."""
+"""Shared fixtures: hypothesis profiles, SCConv configuration strategies, realistic parameters, artefacts.
+
+Importable without PyTorch (tests/deploy runs where it is absent): torch is imported inside the
+helpers that need it. The demo model's ONNX files and test images are made with PyTorch where it
+is installed; elsewhere they are read from ``$SCCONV_TEST_ARTEFACTS`` (written by
+``python tests/artefacts.py DIR`` where PyTorch is), and tests needing them skip without either
+(fail, when the variable is set: the artefacts were promised).
+"""
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import os
+from pathlib import Path
 
+import numpy as np
 import pytest
-import torch
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from scconv_deploy.modules.config import GATES, cru_channels
+ARTEFACTS_ENV = "SCCONV_TEST_ARTEFACTS"
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
 
 settings.register_profile(
     "default", max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -25,6 +36,8 @@ def divisors(n: int) -> list[int]:
 @st.composite
 def scconv_kwargs(draw, gate=None, torch_gn=None):
     """Valid ScConv keyword sets spanning channels, groups, alpha, squeeze, group size, kernel, t."""
+    from scconv_deploy.modules.config import GATES, cru_channels
+
     c = draw(st.sampled_from([4, 6, 8, 12, 16, 24, 32, 48, 64]))
     alpha = draw(st.sampled_from([0.25, 1 / 3, 0.5, 0.75]))
     up, low = cru_channels(c, alpha)
@@ -52,8 +65,10 @@ def input_shapes(draw, channels: int, group_num: int):
     return (n, channels, h, w)
 
 
-def randomize_(module: torch.nn.Module, seed: int) -> torch.nn.Module:
+def randomize_(module, seed: int):
     """Give every parameter a trained-looking random value (norm scales around 1, biases around 0)."""
+    import torch
+
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in module.named_parameters():
@@ -67,11 +82,13 @@ def randomize_(module: torch.nn.Module, seed: int) -> torch.nn.Module:
     return module
 
 
-def random_input(shape, seed: int) -> torch.Tensor:
+def random_input(shape, seed: int):
+    import torch
+
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
 
 
-def tie_free_input(block: torch.nn.Module, shape, seed: int, guard: float) -> torch.Tensor:
+def tie_free_input(block, shape, seed: int, guard: float):
     """A random input of ``shape`` with no gate value within ``guard`` of the threshold.
 
     Tiny norm groups, or a channel whose gate barely depends on its input (a norm weight near
@@ -99,24 +116,56 @@ def seed_block():
     return randomize_(ScConv(32), seed=0).eval()
 
 
+@pytest.fixture(autouse=True)
+def _package_log_level():
+    """Commands run by tests and their module fixtures set the package logger's level (-q, -v): each
+    test starts from the default (NOTSET: warnings reach the root logger and caplog)."""
+    logger = logging.getLogger("scconv_deploy")
+    logger.setLevel(logging.NOTSET)
+    yield
+    logger.setLevel(logging.NOTSET)
+
+
+def artefact(name: str) -> Path:
+    """A file from ``$SCCONV_TEST_ARTEFACTS``: skip without the variable, fail when it lacks the file."""
+    folder = os.environ.get(ARTEFACTS_ENV)
+    if not folder:
+        pytest.skip(
+            f"no PyTorch here to make {name}, and no ${ARTEFACTS_ENV}: run `python tests/artefacts.py DIR` "
+            f"where PyTorch is, then set {ARTEFACTS_ENV}=DIR"
+        )
+    path = Path(folder) / name
+    if not path.is_file():
+        pytest.fail(f"${ARTEFACTS_ENV}={folder} has no {name}: run `python tests/artefacts.py {folder}`")
+    return path
+
+
 @pytest.fixture(scope="session")
 def demo_onnx(tmp_path_factory):
     """Factory: the seed demo checkpoint exported once per session per ``dynamic`` mode (no check)."""
-    from pathlib import Path
-
-    from scconv_deploy.onnx_export import export_onnx
-
-    demo = Path(__file__).resolve().parents[1] / "models" / "scconv_cnn_digits_seed.pt"
     made: dict[str, Path] = {}
 
     def make(dynamic: str = "batch") -> Path:
         if dynamic not in made:
-            path = tmp_path_factory.mktemp("demo-onnx") / f"demo-{dynamic}.onnx"
-            export_onnx(demo, path, exporter="legacy", dynamic=dynamic, check=False)
-            made[dynamic] = path
+            if HAVE_TORCH:
+                from artefacts import export_demo
+
+                made[dynamic] = export_demo(tmp_path_factory.mktemp("demo-onnx"), dynamic)
+            else:
+                made[dynamic] = artefact(f"demo-{dynamic}.onnx")
         return made[dynamic]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def digits_test() -> tuple[np.ndarray, np.ndarray]:
+    """The demo's held-out test split as uint8 images (N, 32, 32, 1) and their labels."""
+    if HAVE_TORCH:
+        from artefacts import digits_images
+
+        return digits_images()
+    return np.load(artefact("digits_test.npy")), np.load(artefact("digits_test_labels.npy"))
 
 
 @pytest.fixture(scope="module")

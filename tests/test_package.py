@@ -1,9 +1,12 @@
-"""The package imports cleanly, module by module, with only its required dependencies."""
+"""The package imports cleanly, module by module (tests/deploy/test_no_torch.py: its deployment side without
+PyTorch)."""
 
 import importlib
 import pkgutil
 import subprocess
 import sys
+
+import pytest
 
 import scconv_deploy
 
@@ -20,7 +23,14 @@ def test_public_api_is_exported():
     assert importlib.import_module("scconv_deploy").__version__
 
 
-def test_runtime_and_server_import_without_torch():
-    """Serving needs ONNX Runtime, not PyTorch: importing them must not load torch (about 1 s)."""
-    code = "import sys, scconv_deploy.runtime, scconv_deploy.serve; assert 'torch' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], check=True)
+def test_console_scripts_name_callables():
+    from pathlib import Path
+
+    tomllib = pytest.importorskip("tomllib" if sys.version_info >= (3, 11) else "tomli")
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    scripts = pyproject["project"]["scripts"]
+    assert set(scripts) == {"scconv-export", "scconv-verify", "scconv-trt", "scconv-serve", "scconv-triton"}
+    for target in scripts.values():
+        module, _, name = target.partition(":")
+        assert callable(getattr(importlib.import_module(module), name)), target

@@ -14,23 +14,28 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from scconv_deploy import EngineError
+from scconv_deploy import DependencyError, EngineError
 from scconv_deploy.cli.trt import main
 from scconv_deploy.datasets import save_digits_images
 from scconv_deploy.golden import Golden
 from scconv_deploy.onnx_export import export_onnx
-from scconv_deploy.trt import INSTALL_TRT, inspect_plan, load_engine, read_sidecar, run_batches, verify_plan
+from scconv_deploy.trt import (
+    inspect_plan,
+    load_engine,
+    read_sidecar,
+    require_trt_gpu,
+    run_batches,
+    verify_plan,
+)
 
 pytestmark = pytest.mark.gpu
 
 try:
-    trt = pytest.importorskip("tensorrt", reason=f"TensorRT not installed ({INSTALL_TRT})")
-except OSError as err:  # the bindings without libnvinfer
-    pytest.skip(f"TensorRT does not load: {err}", allow_module_level=True)
-if not torch.cuda.is_available():
-    pytest.skip("no CUDA device", allow_module_level=True)
+    HOST = require_trt_gpu()  # TensorRT, a GPU and a driver for TensorRT's CUDA; PyTorch's CUDA plays no part
+except DependencyError as err:
+    pytest.skip(str(err), allow_module_level=True)
+trt = HOST.trt
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "models" / "scconv_cnn_digits_seed.pt"
@@ -78,7 +83,8 @@ def plain_plan(work, gates_plan) -> Path:
 def test_fp32_engine_with_gate_outputs_matches_pytorch_with_no_real_flip(gates_plan, work):
     sidecar = read_sidecar(gates_plan)
     assert sidecar["tensorrt"]["version"] == trt.__version__
-    assert sidecar["gpu"]["name"] == torch.cuda.get_device_name()
+    assert sidecar["gpu"]["name"] == HOST.device.name
+    assert sidecar["gpu"]["compute_capability"] == HOST.device.compute_capability
     assert sidecar["precision"]["kind"] == "FP32" and len(sidecar["gate_outputs"]) == 3
     check = sidecar["verification"]
     assert check["passed"] and check["real_flips"] == 0, check
@@ -153,10 +159,12 @@ def test_an_engine_recorded_for_another_gpu_is_refused(plain_plan, tmp_path):
     copy = tmp_path / "other.plan"
     shutil.copy(plain_plan, copy)
     sidecar = read_sidecar(plain_plan)
-    sidecar["gpu"] = {"name": "NVIDIA Z100", "compute_capability": "12.7"}
+    sidecar["gpu"] = {"name": "NVIDIA Z100", "compute_capability": "12.7", "hardware_compatibility": "none"}
     (tmp_path / "other.plan.json").write_text(json.dumps(sidecar))
     with pytest.raises(EngineError, match="this machine has TensorRT"):
         load_engine(copy)
+    with load_engine(copy, check_compatibility=False) as engine:  # the override: TensorRT decides (it loads)
+        assert engine.outputs == ["output"]
 
 
 def test_a_version_compatible_engine_builds_and_runs(work):

@@ -52,3 +52,35 @@ class TieNet(nn.Module):
 
 def tie_net() -> TieNet:
     return TieNet().eval()
+
+
+class FixedBatchNet(nn.Module):
+    """A network that cannot keep a dynamic batch: it reshapes to the batch it was traced with."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.block = SeedScConv(8, group_num=2)
+
+    def forward(self, x):
+        return self.block(self.conv(x)).reshape(2, -1).sum(1)
+
+
+class DataDependentNet(nn.Module):
+    """A network whose control flow depends on the data: torch.export cannot capture it."""
+
+    def __init__(self):
+        super().__init__()
+        self.block = SeedScConv(8, group_num=2)
+
+    def forward(self, x):
+        y = self.block(x)
+        return y * 2 if y.sum() > 0 else y
+
+
+def fixed_batch_net() -> FixedBatchNet:
+    return FixedBatchNet().eval()
+
+
+def data_dependent_net() -> DataDependentNet:
+    return DataDependentNet().eval()

@@ -21,6 +21,7 @@ examples:
   scconv-serve build/digits.onnx                          # http://127.0.0.1:8000/v2/models/digits
   scconv-serve build/digits.onnx --max-batch 16 --batch-timeout-ms 2
   scconv-serve build/digits.plan --name digits --port 8001
+  scconv-serve build/digits.onnx --device cuda --max-batch 32   # TensorRT EP profile: batch 1..32
 
 Stops gracefully on Ctrl-C / SIGTERM: no new connections, requests in flight finish first.
 Exit code 2: bad arguments or a model that cannot be loaded (one line on stderr)."""
@@ -59,6 +60,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--providers",
         type=lambda s: [x.strip() for x in s.split(",") if x.strip()],
         help="ONNX Runtime execution providers in order, comma-separated (default: by --device)",
+    )
+    p.add_argument(
+        "--allow-fallback",
+        action="store_true",
+        help="serve even when ONNX Runtime did not activate a requested provider (default: refuse)",
+    )
+    p.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="TensorRT EP engine and timing caches (default: ~/.cache/scconv-deploy/onnxruntime-tensorrt)",
+    )
+    p.add_argument(
+        "--no-compat-check",
+        action="store_true",
+        help="load a .plan whose sidecar names another TensorRT or compute capability (TensorRT decides)",
     )
     p.add_argument(
         "--max-concurrency",
@@ -102,7 +118,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args)
 
     def command() -> int:
-        with load(args.model, device=args.device, providers=args.providers) as model:
+        with load(
+            args.model,
+            device=args.device,
+            providers=args.providers,
+            allow_fallback=args.allow_fallback,
+            max_batch=args.max_batch,
+            cache_dir=args.cache_dir,
+            check_compatibility=not args.no_compat_check,
+        ) as model:
             app = create_app(
                 model,
                 args.name,

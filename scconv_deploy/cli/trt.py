@@ -23,17 +23,18 @@ from ..errors import EngineError
 from ..lint import lint_onnx
 from ..lint.support import MAJORS
 from ..trt import (
+    INSTALL_TRT,
     BuildPlan,
     bench_onnx,
     bench_plan,
     inspect_plan,
-    require_cuda,
-    require_tensorrt,
+    require_trt_gpu,
     verify_plan,
 )
 from ..trt.pipeline import build_and_verify
 from ..trt.plan import parse_size
 from ..trt.profile import parse_hw, parse_range, parse_shapes
+from ..trt.sidecar import HARDWARE_LEVELS
 from ._common import EXIT_CHECK_FAILED, EXIT_OK, add_verbosity, run, setup_logging
 
 PROG = "scconv-trt"
@@ -149,10 +150,7 @@ def _golden_for(args: argparse.Namespace) -> Path | None:
 
 
 def _run_build(args: argparse.Namespace) -> int:
-    installed = None
-    if not args.dry_run:
-        installed = require_tensorrt().__version__
-        require_cuda()
+    installed = None if args.dry_run else require_trt_gpu().version
     major, version = _lint_target(args.trt, installed)
     plan = BuildPlan.from_onnx(
         args.model,
@@ -163,6 +161,7 @@ def _run_build(args: argparse.Namespace) -> int:
         workspace=args.workspace,
         timing_cache=args.timing_cache,
         version_compatible=args.version_compatible,
+        hardware_compatibility=args.hardware_compatibility,
         builder_opt_level=args.builder_opt_level,
         debug_gates=args.debug_gates,
         trt_major=major,
@@ -245,7 +244,14 @@ def add_build(commands: argparse._SubParsersAction, common: argparse.ArgumentPar
     builder.add_argument(
         "--version-compatible",
         action="store_true",
-        help="build an engine that newer TensorRT releases of the same major also run",
+        help="build an engine that later TensorRT releases also run (it embeds a lean runtime)",
+    )
+    builder.add_argument(
+        "--hardware-compatibility",
+        choices=list(HARDWARE_LEVELS),
+        default="none",
+        help="GPUs the engine runs on: none (TensorRT's default: this compute capability), same-cc, "
+        "ampere+ (any sm_80+ GPU, fewer tactics)",
     )
     builder.add_argument(
         "--builder-opt-level", type=int, choices=range(6), metavar="N", help="0-5 (TensorRT's default: 3)"
@@ -297,6 +303,15 @@ examples:
 """
 
 
+def _add_compat_override(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-compat-check",
+        action="store_true",
+        help="load a plan whose sidecar names another TensorRT release or compute capability "
+        "(a warning instead of a refusal; TensorRT decides)",
+    )
+
+
 def _no_check(args: argparse.Namespace) -> None:
     """No argument checks beyond argparse's."""
 
@@ -338,8 +353,16 @@ def _batch_sizes(text: str) -> list[int]:
 
 
 def _run_bench(args: argparse.Namespace) -> int:
-    bench = bench_onnx if Path(args.model).suffix.lower() == ".onnx" else bench_plan
-    result = bench(args.model, args.batch_sizes, iterations=args.iterations, warmup=args.warmup)
+    if Path(args.model).suffix.lower() == ".onnx":
+        result = bench_onnx(args.model, args.batch_sizes, iterations=args.iterations, warmup=args.warmup)
+    else:
+        result = bench_plan(
+            args.model,
+            args.batch_sizes,
+            iterations=args.iterations,
+            warmup=args.warmup,
+            check_compatibility=not args.no_compat_check,
+        )
     print(result)
     if args.json:
         result.write_json(args.json)
@@ -368,11 +391,12 @@ def add_bench(commands: argparse._SubParsersAction, common: argparse.ArgumentPar
         "--warmup", type=int, default=10, help="untimed runs per batch size first (default: 10)"
     )
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    _add_compat_override(parser)
     parser.set_defaults(check=_no_check, func=_run_bench)
 
 
 def _run_inspect(args: argparse.Namespace) -> int:
-    report = inspect_plan(args.plan)
+    report = inspect_plan(args.plan, check_compatibility=not args.no_compat_check)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.describe(layers=args.layers))
     return EXIT_OK
 
@@ -390,6 +414,7 @@ def add_inspect(commands: argparse._SubParsersAction, common: argparse.ArgumentP
     parser.add_argument("plan", metavar="MODEL.plan", help="the engine")
     parser.add_argument("--layers", action="store_true", help="list every layer")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    _add_compat_override(parser)
     parser.set_defaults(check=_no_check, func=_run_inspect)
 
 
@@ -404,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  scconv-trt lint model.onnx --trt-version 10.8\n"
         "  scconv-trt build model.onnx --dry-run\n"
         "  scconv-trt build model.onnx && scconv-trt bench model.plan --batch-sizes 1,8\n"
-        "\nTensorRT: " + "pip install 'scconv-deploy[trt]' --extra-index-url https://pypi.nvidia.com",
+        "\nTensorRT: " + INSTALL_TRT,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -163,10 +163,11 @@ def check_dynamic_axes(model: onnx.ModelProto, dynamic: str, shape: tuple[int, .
     axes = dynamic_axes(dynamic)
     if not axes:
         return
-    hint = (
-        f"the {exporter} exporter could not keep it dynamic"
-        + ("; try --exporter legacy" if exporter == "dynamo" else "")
-        + f", or export with --dynamic {'batch' if 2 in axes else 'none'}"
+    fallback = f"--dynamic {'batch' if 2 in axes else 'none'}"
+    hint = f"the {exporter} exporter could not keep it dynamic: " + (
+        f"try --exporter legacy, or export with {fallback}"
+        if exporter == "dynamo"
+        else f"export with {fallback}"
     )
     declared = _dims(model.graph.input[0])
     fixed = [AXIS_NAMES[i] for i in axes if isinstance(declared[i], int) and declared[i] > 0]
@@ -178,8 +179,7 @@ def check_dynamic_axes(model: onnx.ModelProto, dynamic: str, shape: tuple[int, .
         first = _dims(out)[:1]
         if first and isinstance(first[0], int) and first[0] > 0:
             raise ExportError(
-                f"output {out.name} has a fixed batch of {first[0]} although the batch was asked "
-                f"dynamic; {hint}"
+                f"the batch axis was specialised: output {out.name} has a fixed batch of {first[0]}; {hint}"
             )
     _run_at_other_sizes(model, axes, shape, hint)
 

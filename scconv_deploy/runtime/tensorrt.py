@@ -54,7 +54,14 @@ class TensorrtModel(Model):
 
     platform = "tensorrt_plan"
 
-    def __init__(self, path: Path, device: str = "auto", providers: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        device: str = "auto",
+        providers: Sequence[object] | None = None,
+        *,
+        check_compatibility: bool = True,
+    ) -> None:
         if device == "cpu":
             raise ModelError(
                 f"{path.name} is a TensorRT engine, which runs on a CUDA GPU only: load the ONNX"
@@ -64,7 +71,7 @@ class TensorrtModel(Model):
                 "providers= selects ONNX Runtime execution providers: it does not apply to .plan"
             )
         trt = trt_layer()
-        engine = trt.load_engine(path)
+        engine = trt.load_engine(path, check_compatibility=check_compatibility)
         try:
             if len(engine.inputs) != 1:
                 raise ModelError(

@@ -1,15 +1,17 @@
 """TensorRT engines from SCConv ONNX files, checked against PyTorch; TensorRT itself is imported lazily."""
 
 from .bench import BenchResult, BenchRow, bench_onnx, bench_plan, measure
-from .build import BuildProgress, BuiltEngine, build_engine
+from .build import BuiltEngine, build_engine
 from .check import find_golden, run_batches, twin_path, verify_engine, verify_plan
-from .env import INSTALL_TRT, require_cuda, require_tensorrt
+from .cuda import CudaDevice, cuda_device, require_cuda
+from .env import INSTALL_TRT, TrtHost, require_tensorrt, require_trt_gpu
 from .inspect import EngineReport, LayerInfo, inspect_plan, layer_info, sidecar_summary
 from .onnx_file import OnnxInput
 from .onnx_precision import Precision, onnx_precision
 from .pipeline import BuildResult, build_and_verify, load_golden_for
 from .plan import BuildPlan
 from .profile import ShapeRange, make_profile
+from .progress import BuildProgress
 from .runner import Engine, TensorSpec, load_engine
 from .sidecar import BuildInfo, check_compatible, read_sidecar, sidecar_path, write_engine_files
 
@@ -22,6 +24,7 @@ __all__ = [
     "BuildProgress",
     "BuildResult",
     "BuiltEngine",
+    "CudaDevice",
     "Engine",
     "EngineReport",
     "LayerInfo",
@@ -29,11 +32,13 @@ __all__ = [
     "Precision",
     "ShapeRange",
     "TensorSpec",
+    "TrtHost",
     "bench_onnx",
     "bench_plan",
     "build_and_verify",
     "build_engine",
     "check_compatible",
+    "cuda_device",
     "find_golden",
     "inspect_plan",
     "layer_info",
@@ -45,6 +50,7 @@ __all__ = [
     "read_sidecar",
     "require_cuda",
     "require_tensorrt",
+    "require_trt_gpu",
     "run_batches",
     "sidecar_path",
     "sidecar_summary",

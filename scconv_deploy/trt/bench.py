@@ -19,8 +19,10 @@ from typing import Any
 import numpy as np
 
 from .._files import Staging
+from ..deps import require_onnxruntime
 from ..errors import EngineError
-from .env import cuda_device, require_tensorrt
+from .cuda import cuda_device
+from .env import require_tensorrt
 from .onnx_file import export_shapes, load_onnx, read_inputs, read_metadata
 from .profile import dims_text
 from .runner import load_engine
@@ -112,7 +114,7 @@ def bench_onnx(
     path: str | Path, batch_sizes: list[int], iterations: int = 100, warmup: int = 10
 ) -> BenchResult:
     """ONNX Runtime on the CPU (its default threads and graph optimisations), wall clock per ``run``."""
-    import onnxruntime as ort
+    ort = require_onnxruntime()
 
     path = Path(path)
     sizes = _check_sizes(batch_sizes)
@@ -159,11 +161,16 @@ def bench_onnx(
 
 
 def bench_plan(
-    path: str | Path, batch_sizes: list[int], iterations: int = 100, warmup: int = 10
+    path: str | Path,
+    batch_sizes: list[int],
+    iterations: int = 100,
+    warmup: int = 10,
+    *,
+    check_compatibility: bool = True,
 ) -> BenchResult:
     """A TensorRT plan at its profile's optimal sample shape, timed with CUDA events (inputs on device)."""
     sizes = _check_sizes(batch_sizes)
-    with load_engine(path) as engine:
+    with load_engine(path, check_compatibility=check_compatibility) as engine:
         timers = {}
         for size in sizes:
             feed = {}
@@ -178,8 +185,6 @@ def bench_plan(
             timers[size] = engine.timer(feed)
         rows = measure(timers, iterations, warmup)
         sample = list(next(iter(engine.inputs.values())).opt[1:])
-    gpu, capability = cuda_device()
-    device = f"{gpu} (sm_{capability.replace('.', '')}), TensorRT {require_tensorrt().__version__}"
-    return BenchResult(
-        str(path), "tensorrt", device, "CUDA events around the engine's run", sample, warmup, rows
-    )
+    device = f"{cuda_device()}, TensorRT {require_tensorrt().__version__}"
+    clock = "CUDA events around one inference on the engine's stream (inputs on the device)"
+    return BenchResult(str(path), "tensorrt", device, clock, sample, warmup, rows)

@@ -1,94 +1,34 @@
-"""Execute a ``BuildPlan``: parse the ONNX strongly typed, build through Polygraphy's loaders, keep the bytes.
+"""Execute a ``BuildPlan`` in named stages: parse, expose the gates, configure, build, keep the timing cache.
 
-The only module that drives TensorRT's builder (imported lazily: ``require_tensorrt``). Precision
-comes from the ONNX; TF32 stays off (Polygraphy's default), so an FP32 ONNX gives an FP32 engine.
-``BuiltEngine.save`` writes the plan and its sidecar together.
+The only module that drives TensorRT's builder, through Polygraphy's public loaders
+(``NetworkFromOnnxPath``, ``CreateConfig``, ``EngineBytesFromNetwork``); TensorRT is imported
+lazily (``require_trt_gpu``). Precision comes from the ONNX: TensorRT 10 parses it with the
+``STRONGLY_TYPED`` network flag, TensorRT 11 (where every network is strongly typed and the flag
+is deprecated) without it; TF32 stays off (Polygraphy's default). Options are passed only where
+the installed TensorRT has them, otherwise the build stops before it starts, with one line.
+
+Once TensorRT has returned the plan's bytes nothing may lose them: the timing cache is written
+afterwards by this module (a failure there is a warning), and ``BuiltEngine.save`` writes the
+plan and its sidecar together.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
+from .._files import Staging
 from ..errors import EngineError
-from .env import cuda_device, polygraphy_verbosity, require_cuda, require_tensorrt
-from .plan import BuildPlan
-from .sidecar import BuildInfo, sha256_bytes, write_engine_files
+from .env import TrtHost, polygraphy_verbosity, require_trt_gpu, tensorrt_errors
+from .plan import BuildPlan, check_outputs
+from .progress import BuildProgress, progress_monitor
+from .sidecar import HARDWARE_LEVELS, BuildInfo, sha256_bytes, write_engine_files, write_sidecar
 
 logger = logging.getLogger(__name__)
-
-
-class BuildProgress:
-    """Writes the builder's phases to ``stream`` as they start and finish (the outer ``depth`` levels)."""
-
-    def __init__(self, stream: TextIO, depth: int = 2) -> None:
-        self._stream = stream
-        self._max_depth = depth
-        self._depth: dict[str, int] = {}
-        self._started: dict[str, float] = {}
-        self._lock = threading.Lock()  # TensorRT may report from several threads
-
-    def phase_start(self, phase: str, parent: str | None, steps: int) -> None:
-        with self._lock:
-            depth = 0 if parent is None else self._depth.get(parent, 0) + 1
-            self._depth[phase], self._started[phase] = depth, time.perf_counter()
-            if depth < self._max_depth:
-                self._write(f"{'  ' * depth}{phase} ({steps} step{'s' * (steps != 1)})")
-
-    def step_complete(self, phase: str, step: int) -> bool:
-        """True: go on (False would cancel the build)."""
-        return True
-
-    def phase_finish(self, phase: str) -> None:
-        with self._lock:
-            depth = self._depth.pop(phase, 0)
-            seconds = time.perf_counter() - self._started.pop(phase, time.perf_counter())
-            if depth == 0:
-                self._write(f"{phase}: done in {seconds:.1f} s")
-
-    def _write(self, line: str) -> None:
-        print(f"[build] {line}", file=self._stream, flush=True)
-
-
-def _monitor(trt: Any, progress: BuildProgress) -> Any:
-    """A ``trt.IProgressMonitor`` forwarding to ``progress`` (subclassing it needs TensorRT)."""
-
-    class Monitor(trt.IProgressMonitor):
-        def __init__(self) -> None:
-            trt.IProgressMonitor.__init__(self)
-
-        def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
-            progress.phase_start(phase_name, parent_phase, num_steps)
-
-        def step_complete(self, phase_name: str, step: int) -> bool:
-            return progress.step_complete(phase_name, step)
-
-        def phase_finish(self, phase_name: str) -> None:
-            progress.phase_finish(phase_name)
-
-    return Monitor()
-
-
-def _mark_outputs(network: Any, names: list[str]) -> None:
-    """Mark the gate tensors as network outputs, so the engine returns them (``--debug-gates``)."""
-    tensors = {}
-    for i in range(network.num_layers):
-        layer = network.get_layer(i)
-        for j in range(layer.num_outputs):
-            tensor = layer.get_output(j)
-            tensors[tensor.name] = tensor
-    missing = [n for n in names if n not in tensors]
-    if missing:
-        raise EngineError(f"--debug-gates: gate tensors {missing[:3]} are not in the parsed TensorRT network")
-    for name in names:
-        if not tensors[name].is_network_output:
-            network.mark_output(tensors[name])
 
 
 @dataclass
@@ -106,61 +46,130 @@ class BuiltEngine:
         """Write the plan and ``MODEL.plan.json`` beside it, atomically."""
         return write_engine_files(self.plan.engine_path, self.data, self.sidecar(verification))
 
+    def record_verification(self, verification: dict[str, Any] | None) -> Path:
+        """Rewrite the saved plan's sidecar with a verification record (the plan itself is untouched)."""
+        return write_sidecar(self.plan.engine_path, self.sidecar(verification))
 
-def engine_loader(trt: Any, plan: BuildPlan, progress: TextIO | None = None) -> Any:
-    """Polygraphy's loader chain for ``plan``: parse strongly typed, expose the gates, configure, serialise.
 
-    Nothing runs until the returned loader is called (then TensorRT and a GPU are needed).
-    """
-    from polygraphy.backend.trt import (
-        CreateConfig,
-        EngineBytesFromNetwork,
-        NetworkFromOnnxPath,
-        PostprocessNetwork,
-        Profile,
+def strongly_typed_flag(trt_major: int) -> bool:
+    """Whether to ask for ``STRONGLY_TYPED``: TensorRT 10 needs it; 11 is always strongly typed."""
+    return trt_major < 11
+
+
+def parser_flags(trt: Any, plan: BuildPlan) -> list[Any] | None:
+    """Version-compatible engines may not hold plugins: InstanceNormalization stays native, where it can."""
+    native_norm = getattr(getattr(trt, "OnnxParserFlag", None), "NATIVE_INSTANCENORM", None)
+    return [native_norm] if plan.version_compatible and native_norm is not None else None
+
+
+def hardware_level(trt: Any, plan: BuildPlan) -> Any:
+    """TensorRT's ``HardwareCompatibilityLevel`` member for the plan (None: TensorRT's default)."""
+    if plan.hardware_compatibility == "none":
+        return None
+    member = HARDWARE_LEVELS[plan.hardware_compatibility]
+    level = getattr(getattr(trt, "HardwareCompatibilityLevel", None), member, None)
+    if level is None:
+        raise EngineError(
+            f"--hardware-compatibility {plan.hardware_compatibility}: TensorRT {trt.__version__} has no "
+            f"HardwareCompatibilityLevel.{member}; use another level or a newer TensorRT"
+        )
+    return level
+
+
+def parse_network(host: TrtHost, plan: BuildPlan) -> tuple[Any, Any, Any]:
+    """(builder, network, parser) of the ONNX file; the gate tensors become outputs with ``debug_gates``."""
+    from polygraphy.backend.trt import NetworkFromOnnxPath
+
+    loader = NetworkFromOnnxPath(
+        str(plan.onnx_path),
+        flags=parser_flags(host.trt, plan),
+        strongly_typed=strongly_typed_flag(host.major),
     )
-
-    # Version-compatible engines may not hold plugins: keep InstanceNormalization native.
-    native_norm = getattr(trt.OnnxParserFlag, "NATIVE_INSTANCENORM", None)
-    flags = [native_norm] if plan.version_compatible and native_norm is not None else None
-    network: Any = NetworkFromOnnxPath(str(plan.onnx_path), flags=flags, strongly_typed=True)
+    builder, network, parser = loader()
     if plan.debug_gates:
-        mark = functools.partial(_mark_outputs, names=plan.gate_tensors)
-        network = PostprocessNetwork(network, mark, name="expose gate tensors")
+        mark_outputs(network, plan.gate_tensors)
+    return builder, network, parser
+
+
+def mark_outputs(network: Any, names: list[str]) -> None:
+    """Mark the gate tensors as network outputs, so the engine returns them (``--debug-gates``)."""
+    tensors = {}
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        for j in range(layer.num_outputs):
+            tensor = layer.get_output(j)
+            tensors[tensor.name] = tensor
+    missing = [n for n in names if n not in tensors]
+    if missing:
+        raise EngineError(f"--debug-gates: gate tensors {missing[:3]} are not in the parsed TensorRT network")
+    for name in names:
+        if not tensors[name].is_network_output:
+            network.mark_output(tensors[name])
+
+
+def builder_config(
+    host: TrtHost, plan: BuildPlan, builder: Any, network: Any, progress: TextIO | None
+) -> Any:
+    """The ``IBuilderConfig``: one profile, the plan's limits and compatibility, no precision flags."""
+    from polygraphy.backend.trt import CreateConfig, Profile
+
+    trt = host.trt
     profile = Profile()
     for name, shapes in plan.profile.items():
         profile.add(name, min=shapes.min, opt=shapes.opt, max=shapes.max)
-    cache = str(plan.timing_cache) if plan.timing_cache is not None else None
-    config = CreateConfig(
+    cache = plan.timing_cache
+    create = CreateConfig(
         profiles=[profile],
         memory_pool_limits={trt.MemoryPoolType.WORKSPACE: plan.workspace} if plan.workspace else None,
-        load_timing_cache=cache,
+        load_timing_cache=str(cache) if cache is not None and cache.is_file() else None,
         builder_optimization_level=plan.builder_opt_level,
         version_compatible=plan.version_compatible or None,
-        progress_monitor=_monitor(trt, BuildProgress(progress)) if progress is not None else None,
+        hardware_compatibility_level=hardware_level(trt, plan),
+        progress_monitor=progress_monitor(trt, BuildProgress(progress)) if progress is not None else None,
     )
-    return EngineBytesFromNetwork(network, config, save_timing_cache=cache)
+    return create(builder, network)
+
+
+def serialize(builder: Any, network: Any, parser: Any, config: Any) -> bytes:
+    """The plan's bytes (TensorRT's build; the parser stays alive: it owns the weights)."""
+    from polygraphy.backend.trt import EngineBytesFromNetwork
+
+    return bytes(EngineBytesFromNetwork((builder, network, parser), config)())
+
+
+def save_timing_cache(config: Any, path: Path | None) -> bool:
+    """Write the config's timing cache (the loaded one plus this build's timings) to ``path``, atomically.
+
+    Runs after the plan exists, so a failure is a warning: the engine is never lost to it.
+    """
+    if path is None:
+        return False
+    try:
+        data = bytes(config.get_timing_cache().serialize())
+        with Staging(EngineError) as staging:
+            staging.temp_for(path).write_bytes(data)
+    except Exception as err:  # TensorRT's or the file system's: the build succeeded regardless
+        logger.warning("the timing cache was not saved to %s: %s", path, err)
+        return False
+    return True
 
 
 def build_engine(plan: BuildPlan, progress: TextIO | None = None) -> BuiltEngine:
     """Build ``plan`` with TensorRT (``progress``: where to show the builder's phases)."""
-    trt = require_tensorrt()
-    require_cuda()
-    from polygraphy.exception import PolygraphyException
-
+    host = require_trt_gpu()
+    check_outputs(plan.engine_path, plan.timing_cache)  # the folders may have changed since the plan
+    hardware_level(host.trt, plan)  # an option this TensorRT lacks stops the build before it starts
     start = time.perf_counter()
-    try:
-        with polygraphy_verbosity():
-            data = bytes(engine_loader(trt, plan, progress)())
-    except PolygraphyException as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise EngineError(f"TensorRT could not build {plan.onnx_path}: {first}") from err
+    with polygraphy_verbosity(), tensorrt_errors(f"TensorRT could not build {plan.onnx_path}"):
+        builder, network, parser = parse_network(host, plan)
+        config = builder_config(host, plan, builder, network, progress)
+        data = serialize(builder, network, parser, config)
     seconds = time.perf_counter() - start
-    gpu, capability = cuda_device()
+    save_timing_cache(config, plan.timing_cache)
     info = BuildInfo(
-        trt_version=trt.__version__,
-        gpu_name=gpu,
-        compute_capability=capability,
+        trt_version=host.version,
+        gpu_name=host.device.name,
+        compute_capability=host.device.compute_capability,
         seconds=seconds,
         built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         plan_sha256=sha256_bytes(data),

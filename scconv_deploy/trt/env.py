@@ -1,69 +1,154 @@
-"""What a TensorRT command needs from the machine: the ``tensorrt`` package and a CUDA device.
+"""What a TensorRT command needs from the machine: the ``tensorrt`` package, a GPU, and a driver for its CUDA.
 
-Both are optional: nothing imports TensorRT at module level, and a command that needs it calls
-``require_tensorrt()`` / ``require_cuda()`` first, which fail with one line saying what is missing
-and how to get it.
+Nothing imports TensorRT at module level. A command that needs it calls ``require_tensorrt()``
+(the module) or ``require_trt_gpu()`` (the module, the device, and a driver new enough for the
+CUDA major TensorRT was built for), which fail with one line saying what is missing and how to
+get it — before TensorRT gets the chance to fail later as a traceback from builder or runtime
+creation. ``tensorrt_errors`` turns what TensorRT and Polygraphy raise into one-line
+``EngineError``s naming the likely cause and the fix.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from types import ModuleType
 
-from ..errors import DependencyError
+from ..errors import DependencyError, EngineError, ScconvDeployError
+from .cuda import CudaDevice, require_cuda
 
 _logger = logging.getLogger("scconv_deploy.trt")
 
-INSTALL_TRT = "pip install 'scconv-deploy[trt]' --extra-index-url https://pypi.nvidia.com"
+NVIDIA_INDEX = "--extra-index-url https://pypi.nvidia.com"
+# The extras and what each needs from the driver (README: "Installing").
+EXTRAS = {
+    "trt10-cu12": "TensorRT 10 for CUDA 12 (driver r535+)",
+    "trt11-cu12": "TensorRT 11 for CUDA 12 (driver r535+)",
+    "trt11-cu13": "TensorRT 11 for CUDA 13 (driver r580+)",
+}
+INSTALL_TRT = (
+    f"pip install 'scconv-deploy[trt11-cu12]' {NVIDIA_INDEX} (or trt10-cu12, trt11-cu13: see the README)"
+)
+# Driver needed for each CUDA major the TensorRT wheels are built for.
+DRIVER_FOR_CUDA = {12: "r535", 13: "r580"}
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
     text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+    return text.splitlines()[0].strip() if text else type(err).__name__
 
 
 def require_tensorrt() -> ModuleType:
-    """The ``tensorrt`` module, or ``DependencyError`` naming the install command."""
+    """The ``tensorrt`` module, or ``DependencyError`` naming what failed and the install command."""
     try:
         import tensorrt
-    except (ImportError, OSError) as err:  # OSError: the bindings without libnvinfer
+    except ImportError as err:
+        raise DependencyError(f"TensorRT is not installed ({first_line(err)}): {INSTALL_TRT}") from err
+    except OSError as err:  # the bindings without their libnvinfer (a missing or mismatched -libs wheel)
         raise DependencyError(
-            f"TensorRT is not installed ({_first_line(err)}): {INSTALL_TRT} (needs an NVIDIA GPU and driver)"
+            f"TensorRT's libraries do not load ({first_line(err)}): reinstall one extra, {INSTALL_TRT}"
         ) from err
     return tensorrt
 
 
-def installed_tensorrt_version() -> str | None:
-    """The importable TensorRT's version, or None; never raises."""
-    try:
-        return require_tensorrt().__version__
-    except DependencyError:
-        return None
+def tensorrt_cuda_major() -> int | None:
+    """The CUDA major of the installed TensorRT wheels (12, 13); None where pip did not install them."""
+    for major in (13, 12):
+        for name in (f"tensorrt-cu{major}-libs", f"tensorrt_cu{major}_libs", f"tensorrt-cu{major}"):
+            with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+                importlib.metadata.distribution(name)
+                return major
+    return None
 
 
-def require_cuda() -> None:
-    """``DependencyError`` unless PyTorch sees a CUDA device (TensorRT runs on NVIDIA GPUs only)."""
-    import torch
-
-    if torch.cuda.is_available():
+def check_driver(trt_version: str, cuda_major: int | None, device: CudaDevice) -> None:
+    """Refuse a driver older than the CUDA the TensorRT wheels need (TensorRT fails obscurely there)."""
+    if cuda_major is None or device.driver_cuda[0] >= cuda_major:
         return
-    hint = (
-        f"torch {torch.__version__} is a CPU-only build: install a CUDA build of torch"
-        if torch.version.cuda is None
-        else "check the NVIDIA driver (nvidia-smi) and CUDA_VISIBLE_DEVICES"
+    older = [extra for extra in EXTRAS if extra.endswith(f"cu{device.driver_cuda[0]}")]
+    alternative = f", or install the {older[-1]} extra" if older else ""
+    raise DependencyError(
+        f"TensorRT {trt_version} is built for CUDA {cuda_major}, but this NVIDIA driver supports CUDA "
+        f"{device.driver_cuda[0]}.{device.driver_cuda[1]} at most: upgrade the driver to "
+        f"{DRIVER_FOR_CUDA.get(cuda_major, 'a newer release')} or newer{alternative}"
     )
-    raise DependencyError(f"no CUDA device: TensorRT needs an NVIDIA GPU and its driver ({hint})")
 
 
-def cuda_device() -> tuple[str, str]:
-    """Name and compute capability (``"9.0"``) of the current CUDA device."""
-    import torch
+@dataclass(frozen=True)
+class TrtHost:
+    """TensorRT and the GPU it will run on, checked to fit each other."""
 
-    index = torch.cuda.current_device()
-    major, minor = torch.cuda.get_device_capability(index)
-    return torch.cuda.get_device_name(index), f"{major}.{minor}"
+    trt: ModuleType
+    device: CudaDevice
+
+    @property
+    def version(self) -> str:
+        return self.trt.__version__
+
+    @property
+    def major(self) -> int:
+        return int(self.version.split(".")[0])
+
+
+def require_trt_gpu() -> TrtHost:
+    """TensorRT, a CUDA device, and a driver for TensorRT's CUDA; ``DependencyError`` (one line) otherwise."""
+    trt = require_tensorrt()
+    device = require_cuda()
+    check_driver(trt.__version__, tensorrt_cuda_major(), device)
+    return TrtHost(trt, device)
+
+
+# What TensorRT's (and Polygraphy's) messages say → the cause and the fix, for one line.
+_CAUSES = (
+    (
+        ("nullptr", "CUDA initialization failure", "insufficient driver", "cudaErrorInsufficientDriver"),
+        "TensorRT could not initialise CUDA: the driver is too old for this TensorRT's CUDA, or the GPU is "
+        "not usable (nvidia-smi; the README's driver table)",
+    ),
+    (
+        ("out of memory", "OutOfMemory", "cudaErrorMemoryAllocation", "Requested amount of GPU memory"),
+        "the GPU ran out of memory: free it, or lower --workspace and the profile's maximum shapes",
+    ),
+    (
+        (
+            "version tag",
+            "Version tag",
+            "magicTag",
+            "Serialization assertion",
+            "incompatible",
+            "not compatible",
+        ),
+        "the plan was built by another TensorRT release or for another GPU: rebuild it here "
+        "(scconv-trt build)",
+    ),
+    (
+        ("Failed to parse ONNX", "parse ONNX", "ONNX parser"),
+        "TensorRT's ONNX parser rejected the model: scconv-trt lint names what it cannot take",
+    ),
+)
+
+
+def explain(err: BaseException) -> str:
+    """``err``'s first line, followed by the cause and fix its message points to (else where to look)."""
+    text = str(err)
+    for needles, cause in _CAUSES:
+        if any(n in text for n in needles):
+            return f"{first_line(err)} — {cause}"
+    return f"{first_line(err)} (TensorRT's log above says more; -v shows it all)"
+
+
+@contextlib.contextmanager
+def tensorrt_errors(doing: str) -> Iterator[None]:
+    """What TensorRT, Polygraphy or their bindings raise while ``doing`` becomes a one-line EngineError."""
+    try:
+        yield
+    except ScconvDeployError:
+        raise
+    except Exception as err:  # pybind11 TypeErrors, PolygraphyException, RuntimeError, ...
+        raise EngineError(f"{doing}: {explain(err)}") from err
 
 
 @contextlib.contextmanager

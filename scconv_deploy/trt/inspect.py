@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .env import require_tensorrt
+from .env import require_tensorrt, tensorrt_errors
 from .onnx_precision import Precision
 from .profile import ShapeRange, dims_text
 from .runner import load_engine
@@ -61,7 +61,8 @@ def sidecar_summary(sidecar: dict[str, Any]) -> str:
     outputs = [o for o in sidecar["outputs"] if o not in gates]
     lines = [
         f"built with TensorRT {trt['version']} on {gpu['name']} ({sm}) at {build['built_at']} in "
-        f"{build['seconds']} s; version-compatible: {'yes' if trt['version_compatible'] else 'no'}",
+        f"{build['seconds']} s; version-compatible: {'yes' if trt['version_compatible'] else 'no'}; "
+        f"hardware compatibility: {gpu.get('hardware_compatibility') or 'none'}",
         f"from {sidecar['onnx']['file']} (sha256 {sidecar['onnx']['sha256'][:12]}…)",
         f"precision {Precision(**fields)}, strongly typed",
         *(
@@ -131,19 +132,20 @@ class EngineReport:
         return self.describe()
 
 
-def inspect_plan(path: str | Path) -> EngineReport:
+def inspect_plan(path: str | Path, *, check_compatibility: bool = True) -> EngineReport:
     """Load a plan (checked against its sidecar) and read its layers at the profile's optimal shapes."""
     trt = require_tensorrt()
-    with load_engine(path) as engine:
+    with load_engine(path, check_compatibility=check_compatibility) as engine:
         cuda_engine, context = engine.trt_engine, engine.trt_context
-        for name, spec in engine.inputs.items():
-            context.set_input_shape(name, spec.opt)
-        inspector = cuda_engine.create_engine_inspector()
-        inspector.execution_context = context
-        layers = [
-            layer_info(json.loads(inspector.get_layer_information(i, trt.LayerInformationFormat.JSON)))
-            for i in range(cuda_engine.num_layers)
-        ]
+        with tensorrt_errors(f"{path}: TensorRT's engine inspector failed"):
+            for name, spec in engine.inputs.items():
+                context.set_input_shape(name, spec.opt)
+            inspector = cuda_engine.create_engine_inspector()
+            inspector.execution_context = context
+            layers = [
+                layer_info(json.loads(inspector.get_layer_information(i, trt.LayerInformationFormat.JSON)))
+                for i in range(cuda_engine.num_layers)
+            ]
         memory = getattr(cuda_engine, "device_memory_size_v2", None) or getattr(
             cuda_engine, "device_memory_size", None
         )

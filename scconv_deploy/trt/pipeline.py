@@ -2,8 +2,9 @@
 
 What ``scconv-trt build`` runs once the plan is settled. The golden data is read and matched to
 the plan (same checkpoint, sample shape inside the profile) before the build, so a doomed check
-costs no build time. The engine is checked in memory, then written with the check's record in
-its sidecar; a failed check still writes it, for inspection.
+costs no build time. The engine and its sidecar are written as soon as the build returns (a
+later failure cannot lose them), then checked, and the check's record is added to the sidecar;
+a failed check keeps the engine, for inspection.
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ def build_and_verify(
     """Build ``plan``, check the engine against ``golden_path`` (None: no check), write plan and sidecar."""
     golden = load_golden_for(plan, golden_path) if golden_path is not None else None
     built = build_engine(plan, progress=progress)
+    files = built.save()  # on disk before the check: nothing after the build may lose the engine
     result = None
     if golden is not None:
         with Engine(built.data, built.sidecar(), name=str(plan.engine_path)) as engine:
@@ -97,4 +99,6 @@ def build_and_verify(
                 tolerance=_tolerance(precision, rtol, atol),
             )
     record = verification_record(result, golden_path) if result is not None and golden_path else None
-    return BuildResult(built, built.save(record), result, golden_path)
+    if record is not None:
+        built.record_verification(record)
+    return BuildResult(built, files, result, golden_path)

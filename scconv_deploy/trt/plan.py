@@ -20,6 +20,7 @@ from typing import Any
 
 import onnx
 
+from .._files import check_writable_dir
 from .._version import __version__
 from ..errors import EngineError
 from ..gates import GATE_METADATA_KEY
@@ -27,7 +28,7 @@ from ..lint import LintReport, lint_onnx
 from .onnx_file import OnnxInput, export_shapes, file_sha256, load_onnx, read_inputs, read_metadata
 from .onnx_precision import Precision, onnx_precision
 from .profile import HW, ShapeRange, Triple, make_profile
-from .sidecar import SIDECAR_FORMAT, SIDECAR_VERSION, BuildInfo, dump_sidecar, sidecar_path
+from .sidecar import HARDWARE_LEVELS, SIDECAR_FORMAT, SIDECAR_VERSION, BuildInfo, dump_sidecar, sidecar_path
 
 OPT_LEVELS = range(6)  # TensorRT's builder optimisation levels; 3 is its default
 
@@ -64,6 +65,7 @@ class BuildPlan:
     workspace: int | None = None
     timing_cache: Path | None = None
     version_compatible: bool = False
+    hardware_compatibility: str = "none"  # a key of HARDWARE_LEVELS
     builder_opt_level: int | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -79,6 +81,7 @@ class BuildPlan:
         workspace: int | None = None,
         timing_cache: str | Path | None = None,
         version_compatible: bool = False,
+        hardware_compatibility: str = "none",
         builder_opt_level: int | None = None,
         debug_gates: bool = False,
         trt_major: int = 10,
@@ -96,6 +99,14 @@ class BuildPlan:
             raise EngineError(f"--builder-opt-level {builder_opt_level}: TensorRT takes 0 to 5")
         if workspace is not None and workspace < 1:
             raise EngineError("--workspace must be positive")
+        if hardware_compatibility not in HARDWARE_LEVELS:
+            raise EngineError(
+                f"--hardware-compatibility {hardware_compatibility!r}: "
+                f"use one of {', '.join(HARDWARE_LEVELS)}"
+            )
+        engine_path = Path(engine_path) if engine_path is not None else onnx_path.with_suffix(".plan")
+        timing_cache = Path(timing_cache) if timing_cache is not None else None
+        check_outputs(engine_path, timing_cache)
         gates = _gate_tensors(model, metadata, debug_gates)
         precision = onnx_precision(model)
         declared = metadata.get("precision")  # scconv-export --precision records it
@@ -103,7 +114,7 @@ class BuildPlan:
             notes.append(f"the metadata says precision {declared}, the graph reads as {precision.kind}")
         return cls(
             onnx_path=onnx_path,
-            engine_path=Path(engine_path) if engine_path is not None else onnx_path.with_suffix(".plan"),
+            engine_path=engine_path,
             inputs=inputs,
             outputs=[o.name for o in model.graph.output],
             profile=profile,
@@ -114,8 +125,9 @@ class BuildPlan:
             gate_tensors=gates,
             debug_gates=debug_gates,
             workspace=workspace,
-            timing_cache=Path(timing_cache) if timing_cache is not None else None,
+            timing_cache=timing_cache,
             version_compatible=version_compatible,
+            hardware_compatibility=hardware_compatibility,
             builder_opt_level=builder_opt_level,
             notes=notes,
         )
@@ -147,6 +159,7 @@ class BuildPlan:
             "gpu": {
                 "name": build and build.gpu_name,
                 "compute_capability": build and build.compute_capability,
+                "hardware_compatibility": self.hardware_compatibility,
             },
             "profiles": [{name: r.to_dict() for name, r in self.profile.items()}],
             "inputs": {i.name: {"dtype": i.dtype, "dims": list(i.dims)} for i in self.inputs},
@@ -189,6 +202,7 @@ class BuildPlan:
             "workspace_bytes": self.workspace,
             "timing_cache": str(self.timing_cache) if self.timing_cache else None,
             "version_compatible": self.version_compatible,
+            "hardware_compatibility": self.hardware_compatibility,
             "builder_optimization_level": self.builder_opt_level,
             "lint": self.lint.to_dict(),
             "sidecar": self.sidecar(),
@@ -211,8 +225,9 @@ class BuildPlan:
             ),
             (
                 "version-compat",
-                "yes (runs on newer TensorRT of the same major)" if self.version_compatible else "no",
+                "yes (later TensorRT releases run it too)" if self.version_compatible else "no",
             ),
+            ("hardware", _HARDWARE_TEXT[self.hardware_compatibility]),
             ("lint", str(self.lint)),
         ]
         width = max(len(k) for k, _ in rows)
@@ -244,6 +259,26 @@ class BuildPlan:
             return "none (--timing-cache FILE reuses tactic timings across builds)"
         state = "exists, reused" if self.timing_cache.is_file() else "created"
         return f"{self.timing_cache} ({state}, updated after the build)"
+
+
+_HARDWARE_TEXT = {
+    "none": "this compute capability (TensorRT's default)",
+    "same-cc": "GPUs of this compute capability (SAME_COMPUTE_CAPABILITY)",
+    "ampere+": "any Ampere or newer GPU (AMPERE_PLUS: fewer tactics, possibly slower)",
+}
+
+
+def check_outputs(engine_path: Path, timing_cache: Path | None) -> None:
+    """Refuse, before any build, an engine or timing cache that could not be written afterwards."""
+    check_writable_dir(engine_path, EngineError)
+    check_writable_dir(sidecar_path(engine_path), EngineError)
+    if timing_cache is None:
+        return
+    if not timing_cache.parent.is_dir():
+        raise EngineError(f"--timing-cache {timing_cache}: directory {timing_cache.parent} does not exist")
+    check_writable_dir(timing_cache, EngineError)
+    if timing_cache.exists() and not os.access(timing_cache, os.R_OK):
+        raise EngineError(f"--timing-cache {timing_cache}: the file is not readable")
 
 
 def _gate_tensors(model: onnx.ModelProto, metadata: dict[str, str], debug_gates: bool) -> list[str]:

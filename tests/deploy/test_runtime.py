@@ -15,15 +15,11 @@ import onnxruntime as ort
 import pytest
 
 import scconv_deploy
-from scconv_deploy.calibration import load_inputs
-from scconv_deploy.datasets import load_digits, save_digits_images
 from scconv_deploy.errors import DependencyError, ScconvDeployError
 from scconv_deploy.runtime import InputError, ModelError, load
-from scconv_deploy.runtime.onnxrt import choose_providers
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "models" / "scconv_cnn_digits_seed.pt"
-ALL_PROVIDERS = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
 @pytest.fixture(scope="module")
@@ -36,13 +32,6 @@ def fixed_onnx(onnx_path, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("fixed") / "fixed.onnx"
     onnx.save(graph, path)
     return path
-
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory) -> tuple[Path, np.ndarray]:
-    path = tmp_path_factory.mktemp("digits") / "digits_test.npy"
-    save_digits_images("test", path)
-    return path, np.load(path)
 
 
 def _random(n: int, seed: int = 0) -> np.ndarray:
@@ -66,19 +55,6 @@ def test_specs_and_metadata_come_from_the_model(model):
     assert meta["input.dynamic"] == "batch" and meta["input.shape"] == [1, 1, 32, 32]
     assert meta["class_names"] == [str(d) for d in range(10)] and len(meta["mean"]) == 1
     assert meta["scconv.variants"] == {"hard/custom-gn": 3} and meta["arch"] == "scconv_cnn"
-
-
-def test_providers_follow_the_device_and_what_is_installed():
-    assert choose_providers("auto", None, ALL_PROVIDERS) == ALL_PROVIDERS
-    assert choose_providers("auto", None, ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
-    assert choose_providers("cpu", None, ALL_PROVIDERS) == ["CPUExecutionProvider"]
-    assert choose_providers("cuda", None, ALL_PROVIDERS[1:]) == ALL_PROVIDERS[1:]
-    given = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    assert choose_providers("auto", given, ALL_PROVIDERS) == given  # an explicit list wins, as given
-    with pytest.raises(DependencyError, match="device='cuda' needs onnxruntime-gpu"):
-        choose_providers("cuda", None, ["CPUExecutionProvider"])
-    with pytest.raises(DependencyError, match="CUDAExecutionProvider not available"):
-        choose_providers("auto", given, ["CPUExecutionProvider"])
 
 
 def test_the_provider_choice_is_logged(onnx_path, caplog):
@@ -123,19 +99,16 @@ def test_load_errors_name_the_problem(onnx_path, tmp_path):
         load(onnx_path, providers=["NoSuchExecutionProvider"])
 
 
-def test_normalize_matches_the_export_preprocessing_and_manual_arithmetic(model, images):
-    path, raw = images  # uint8 (N, 32, 32, 1), as scconv-export --calib-data takes them
+def test_normalize_is_the_training_arithmetic_and_gives_the_cards_accuracy(model, digits_test):
+    raw, labels = digits_test  # uint8 (N, 32, 32, 1), as scconv-export --calib-data takes them
     n = 64
     mean, std = model.metadata["mean"], model.metadata["std"]
     manual = (
         raw[:n].transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255) - np.float32(mean[0])
     ) / np.float32(std[0])
-    exported, _ = load_inputs(path, (1, 1, 32, 32), mean, std, limit=n)
     np.testing.assert_array_equal(model.preprocess(raw[:n]), manual)
-    np.testing.assert_array_equal(model.preprocess(raw[:n]), exported)
     np.testing.assert_array_equal(model(raw[:n], normalize=True), model(manual))
     np.testing.assert_array_equal(model.preprocess(raw[:n, :, :, 0]), manual)  # N×H×W: one channel
-    _, labels = load_digits("test")
     accuracy = float(np.mean(model.predict_batches(raw, normalize=True).argmax(1) == labels))
     assert accuracy > 0.97  # the demo card says 98.9 %: the normalisation is the training one
 
@@ -237,8 +210,9 @@ def fake_trt(monkeypatch, onnx_path):
     module = ModuleType("scconv_deploy.trt")
     module.engines = []
 
-    def load_engine(path):
+    def load_engine(path, check_compatibility=True):
         module.engines.append(_FakeEngine(onnx_path))
+        module.checked = check_compatibility
         return module.engines[-1]
 
     def read_sidecar(path):
@@ -291,6 +265,13 @@ def test_plan_backend_validates_against_the_engine_profile(fake_trt, plan, model
     assert engine.most_active == 1 and engine.closed  # calls serialised on the context; closed with the model
 
 
+def test_plan_backend_passes_the_compatibility_override_on(fake_trt, plan):
+    with load(plan):
+        assert fake_trt.checked is True
+    with load(plan, check_compatibility=False):
+        assert fake_trt.checked is False
+
+
 def test_plan_backend_refuses_the_cpu_and_providers(fake_trt, plan):
     with pytest.raises(ModelError, match="runs on a CUDA GPU only"):
         load(plan, device="cpu")
@@ -306,17 +287,17 @@ def test_plan_backend_without_the_trt_layer_says_so(monkeypatch, plan):
 
 
 def _gpu_skip_reason() -> str | None:
-    try:
-        import tensorrt  # noqa: F401
-    except (ImportError, OSError) as err:
-        return f"needs TensorRT ({err})"
-    import torch
+    from scconv_deploy.trt import require_trt_gpu
 
-    return None if torch.cuda.is_available() else "needs a CUDA GPU"
+    try:
+        require_trt_gpu()
+    except DependencyError as err:
+        return str(err)
+    return None
 
 
 @pytest.mark.gpu
-def test_real_engine_matches_onnx_runtime(onnx_path, images, tmp_path):
+def test_real_engine_matches_onnx_runtime(onnx_path, digits_test, tmp_path):
     reason = _gpu_skip_reason()
     if reason:
         pytest.skip(reason)
@@ -328,14 +309,22 @@ def test_real_engine_matches_onnx_runtime(onnx_path, images, tmp_path):
         SaveEngine,
     )
 
+    from scconv_deploy.trt.build import strongly_typed_flag
+
     plan_path = tmp_path / "demo.plan"
     profile = Profile().add("input", (1, 1, 32, 32), (16, 1, 32, 32), (64, 1, 32, 32))
-    network = NetworkFromOnnxPath(str(onnx_path), strongly_typed=True)
+    network = NetworkFromOnnxPath(str(onnx_path), strongly_typed=strongly_typed_flag(_trt_major()))
     SaveEngine(EngineFromNetwork(network, CreateConfig(profiles=[profile])), str(plan_path))()
-    _, raw = images
-    with load(onnx_path) as onnx_model, load(plan_path, device="cuda") as engine_model:
+    raw, _ = digits_test
+    with load(onnx_path, device="cpu") as onnx_model, load(plan_path, device="cuda") as engine_model:
         assert engine_model.input_spec.max_shape == (64, 1, 32, 32)
         x = onnx_model.preprocess(raw)  # this plan has no sidecar, so no mean/std of its own
         expected, got = onnx_model.predict_batches(x, 64), engine_model.predict_batches(x, 64)
         assert np.mean(got.argmax(1) == expected.argmax(1)) >= 0.99  # gate ties may move a sample
         assert np.median(np.abs(got - expected)) < 1e-3
+
+
+def _trt_major() -> int:
+    import tensorrt
+
+    return int(tensorrt.__version__.split(".")[0])

@@ -1,0 +1,52 @@
+"""The artefacts the deployment-side tests run on, made where PyTorch is: ``python tests/artefacts.py DIR``.
+
+The demo checkpoint exported as scconv-export writes it (dynamic batch, batch+hw, and a static
+batch) and the demo's held-out test images as uint8 with their labels. The test suite makes them
+itself where PyTorch is installed; a deployment host without it reads them from
+``$SCCONV_TEST_ARTEFACTS=DIR`` (see tests/conftest.py and .ci/run).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "models" / "scconv_cnn_digits_seed.pt"
+DYNAMIC_MODES = ("batch", "batch+hw", "none")
+
+
+def export_demo(folder: Path, dynamic: str = "batch") -> Path:
+    """The seed demo in export form, legacy exporter, no check: ``folder/demo-{dynamic}.onnx``."""
+    from scconv_deploy.onnx_export import export_onnx
+
+    path = Path(folder) / f"demo-{dynamic}.onnx"
+    export_onnx(DEMO, path, exporter="legacy", dynamic=dynamic, check=False)
+    return path
+
+
+def digits_images(split: str = "test") -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images (N, 32, 32, 1), as ``--calib-data`` takes them, and labels (N,)."""
+    from scconv_deploy.datasets import load_digits
+
+    x, labels = load_digits(split)
+    return np.round(x[:, 0, :, :, None] * 255).astype(np.uint8), labels
+
+
+def main(folder: str) -> None:
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    for dynamic in DYNAMIC_MODES:
+        print(f"wrote {export_demo(out, dynamic)}")
+    images, labels = digits_images()
+    np.save(out / "digits_test.npy", images)
+    np.save(out / "digits_test_labels.npy", labels)
+    print(f"wrote {out / 'digits_test.npy'}, {out / 'digits_test_labels.npy'} ({len(images)} images)")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python tests/artefacts.py DIR")
+    main(sys.argv[1])
