@@ -9,9 +9,10 @@ loads::
      "meta": {"input_shape": [1, 1, 32, 32], "mean": [...], "std": [...], "class_names": [...], ...}}
 
 ``load_checkpoint`` also reads a bare state dict (with ``arch=``), the common wrappers
-``{"model": ...}``, ``{"state_dict": ...}``, ``{"ema": ...}`` (YOLO style), ``module.``/``model.``
-key prefixes, and — only with ``trust=True`` — pickled ``nn.Module`` objects, because unpickling
-runs code from the file (``torch_file`` says what a refused file holds).
+``{"model": ...}``, ``{"state_dict": ...}``, ``{"ema": ...}`` (YOLO style), ``module.``/``model.``/
+``_orig_mod.`` key prefixes (stripped only where that makes the keys the architecture's), and —
+only with ``trust=True`` — pickled ``nn.Module`` objects, because unpickling runs code from the
+file (``torch_file`` says what a refused file holds).
 """
 
 from __future__ import annotations
@@ -146,12 +147,28 @@ def _is_state_dict(obj: Any) -> bool:
     )
 
 
-def _strip_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    state = dict(state)
-    for prefix in _PREFIXES:
-        if all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix) :]: v for k, v in state.items()}
-    return state
+def _stripped_variants(state: Mapping[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+    """``state`` as is, then with each wrapper prefix that every key shares removed, one after another."""
+    variants = [dict(state)]
+    while True:
+        keys = variants[-1]
+        prefix = next((p for p in _PREFIXES if keys and all(k.startswith(p) for k in keys)), None)
+        if prefix is None:
+            return variants
+        variants.append({k[len(prefix) :]: v for k, v in keys.items()})
+
+
+def _align_keys(state: Mapping[str, torch.Tensor], own: Iterable[str]) -> dict[str, torch.Tensor]:
+    """``state`` with wrapper prefixes stripped only where that makes its keys the architecture's.
+
+    ``model.`` is a wrapper's prefix in one checkpoint and part of the network's own names in
+    another (Ultralytics: ``model.0.conv.weight``): the keys decide. Without an exact fit, the
+    variant sharing the most keys is returned (the least stripped on a tie), for the error report.
+    """
+    own = set(own)
+    variants = _stripped_variants(state)
+    exact = next((v for v in variants if set(v) == own), None)
+    return exact if exact is not None else max(variants, key=lambda v: len(own & set(v)))
 
 
 def build_architecture(arch: str, arch_kwargs: Mapping[str, Any] | None = None) -> nn.Module:
@@ -178,8 +195,8 @@ def build_architecture(arch: str, arch_kwargs: Mapping[str, Any] | None = None) 
 
 
 def _load_state(model: nn.Module, state: Mapping[str, torch.Tensor], path: Path, arch: str) -> None:
-    state = _strip_prefixes(state)
     own = model.state_dict()
+    state = _align_keys(state, own)
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     resized = [k for k in own if k in state and own[k].shape != state[k].shape]

@@ -15,3 +15,14 @@ class UserClassifier(nn.Module):
 
     def forward(self, x):
         return self.head(self.block2(self.block1(self.stem(x))))
+
+
+class Layered(nn.Module):
+    """A network whose own parameter names start with 'model.' (as Ultralytics' networks' do)."""
+
+    def __init__(self):
+        super().__init__()
+        self.model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), SeedScConv(16, group_num=4))
+
+    def forward(self, x):
+        return self.model(x)
