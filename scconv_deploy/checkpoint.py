@@ -12,7 +12,9 @@ loads::
 ``{"model": ...}``, ``{"state_dict": ...}``, ``{"ema": ...}`` (YOLO style), ``module.``/``model.``/
 ``_orig_mod.`` key prefixes (stripped only where that makes the keys the architecture's), and —
 only with ``trust=True`` — pickled ``nn.Module`` objects, because unpickling runs code from the
-file (``torch_file`` says what a refused file holds).
+file (``torch_file`` says what a refused file holds). Ultralytics training checkpoints
+(``best.pt``/``last.pt``) load their network from ``ema`` or ``model`` and record what is known
+about it (task, class names, input shape) in ``Checkpoint.meta``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from ._files import Staging
 from ._version import __version__
 from .errors import CheckpointError
 from .torch_file import first_line, read_torch_file
+from .yolo import describe, is_yolo_model
 
 logger = logging.getLogger(__name__)
 
@@ -171,6 +174,14 @@ def _align_keys(state: Mapping[str, torch.Tensor], own: Iterable[str]) -> dict[s
     return exact if exact is not None else max(variants, key=lambda v: len(own & set(v)))
 
 
+def _pickled_meta(top: Any, model: nn.Module) -> dict[str, Any]:
+    """What the file says about a pickled network: for an Ultralytics model, its task, names, shape."""
+    if not is_yolo_model(model):
+        return {}
+    train_args = top.get("train_args") if isinstance(top, Mapping) else None
+    return describe(model, train_args).checkpoint_meta()
+
+
 def build_architecture(arch: str, arch_kwargs: Mapping[str, Any] | None = None) -> nn.Module:
     """A fresh network from a registry name or ``package.module:factory``."""
     kwargs = dict(arch_kwargs or {})
@@ -229,7 +240,7 @@ def load_checkpoint(
     path = Path(path)
     obj, pickled = read_torch_file(path, trust=trust, map_location=map_location, import_paths=import_paths)
     digest = _sha256(path)
-    layout_prefix = ""
+    top, layout_prefix = obj, ""
 
     if isinstance(obj, Mapping) and obj.get("format") == FORMAT:
         version = obj.get("format_version")
@@ -267,7 +278,8 @@ def load_checkpoint(
             # The FP32 PyTorch network is the reference every artefact is checked against.
             logger.warning("%s: converting %s weights to float32", path, ", ".join(sorted(map(str, dtypes))))
             obj = obj.float()
-        return Checkpoint(obj.eval(), path, digest, f"{layout_prefix}pickle")
+        meta = _pickled_meta(top, obj)
+        return Checkpoint(obj.eval(), path, digest, f"{layout_prefix}pickle", meta=meta)
 
     if _is_state_dict(obj):
         if arch is None:
