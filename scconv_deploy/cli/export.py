@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from ..golden import DEFAULT_TIE_GUARD
 from ..onnx_export import DEFAULT_OPSET, DYNAMIC, EXPORTERS, ExportResult, export_onnx
 from ..precision import PRECISIONS
 from ..presets import PRESET_KEYS, load_preset
+from ..torch_file import importable
 from ..triton import write_triton_repository
 from ._common import EXIT_CHECK_FAILED, EXIT_OK, add_verbosity, run, setup_logging
 
@@ -85,6 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--trust", action="store_true", help="allow unpickling a whole network (runs code from the file)"
     )
     p.add_argument(
+        "--import-path",
+        dest="import_paths",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="also import the checkpoint's classes from DIR (repeatable; the current folder always is)",
+    )
+    p.add_argument(
         "--arch", help="architecture of a bare state dict: registry name or package.module:factory"
     )
     p.add_argument(
@@ -134,7 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args)
 
     def command() -> int:
-        result = export_onnx(args.checkpoint, args.output, trust=args.trust, arch=args.arch, **_options(args))
+        with importable([os.getcwd(), *args.import_paths]):  # as with `python -m`: the user's project
+            result = export_onnx(
+                args.checkpoint, args.output, trust=args.trust, arch=args.arch, **_options(args)
+            )
         print(json.dumps(result.report, indent=2, default=str) if args.json else _summary(result))
         if args.triton_repo and result.ok:  # only a verified model goes into a serving repository
             repo = write_triton_repository(result.onnx_path, args.triton_repo, overwrite=True)
