@@ -151,9 +151,12 @@ def describe_checkpoint(checkpoint: Mapping[str, Any]) -> YoloInfo:
 
 def _plain_args(args: object) -> dict[str, Any]:
     """Settings as a dict of plain values (a namespace's attributes; anything else as its string)."""
-    if args is None:
+    if isinstance(args, Mapping):
+        items = args.items()
+    elif hasattr(args, "__dict__"):  # a namespace
+        items = vars(args).items()
+    else:
         return {}
-    items = args.items() if isinstance(args, Mapping) else vars(args).items()
     return {str(k): _plain(v) for k, v in items}
 
 
