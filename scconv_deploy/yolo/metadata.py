@@ -34,7 +34,7 @@ def onnx_metadata(info: YoloInfo, *, input_shape: Sequence[int], dynamic: str) -
     if dynamic not in DYNAMIC_MODES:
         raise ExportError(f"dynamic={dynamic!r} is unknown: use one of {', '.join(DYNAMIC_MODES)}")
     if len(input_shape) != 4:
-        raise ExportError(f"input shape {list(input_shape)} is not N,C,H,W")
+        raise ExportError(f"input shape {list(input_shape)} is not N,C,H,W: pass the export's input shape")
     n, c, h, w = (int(d) for d in input_shape)
     whole_batches = dynamic == "batch+hw"
     batch = n if dynamic == "none" else 1

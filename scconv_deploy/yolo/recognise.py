@@ -88,7 +88,8 @@ def network_of(checkpoint: Mapping[str, Any]) -> nn.Module:
     """The network a training checkpoint holds: ``ema`` while training runs (last.pt), else ``model``."""
     if not is_training_checkpoint(checkpoint):
         raise CheckpointError(
-            "not an Ultralytics training checkpoint (needs 'train_args' and a network under 'ema' or 'model')"
+            "not an Ultralytics training checkpoint (it needs 'train_args' and a network under 'ema' or "
+            "'model'): load other files with load_checkpoint"
         )
     ema = checkpoint.get("ema")
     return ema if is_yolo_model(ema) else checkpoint["model"]
@@ -98,7 +99,9 @@ def head_of(model: nn.Module) -> nn.Module:
     """The last layer of an Ultralytics network: its head."""
     if not is_yolo_model(model):
         raise ExportError(
-            f"{type(model).__name__} is not an Ultralytics model (no 'yaml' and routed 'model' layers)"
+            f"{type(model).__name__} is not an Ultralytics model (it has no 'yaml' dict and no 'model' "
+            f"layers with routing attributes 'f' and 'i'): pass the network Ultralytics built, e.g. "
+            f"checkpoint['model']"
         )
     return model.model[-1]
 
@@ -116,7 +119,8 @@ def task_of(head: nn.Module) -> str:
     if isinstance(getattr(head, "linear", None), nn.Linear):
         return "classify"
     raise ExportError(
-        f"the head {type(head).__name__} is none of {', '.join(TASKS)}: its deployment form is unknown"
+        f"the head {type(head).__name__} serves none of {', '.join(TASKS)}: its deployment form is unknown; "
+        f"export the network as it is, without deployment_form"
     )
 
 
