@@ -9,9 +9,12 @@ loads::
      "meta": {"input_shape": [1, 1, 32, 32], "mean": [...], "std": [...], "class_names": [...], ...}}
 
 ``load_checkpoint`` also reads a bare state dict (with ``arch=``), the common wrappers
-``{"model": ...}``, ``{"state_dict": ...}``, ``{"ema": ...}`` (YOLO style), ``module.``/``model.``
-key prefixes, and — only with ``trust=True`` — pickled ``nn.Module`` objects, because unpickling
-runs code from the file.
+``{"model": ...}``, ``{"state_dict": ...}``, ``{"ema": ...}`` (YOLO style), ``module.``/``model.``/
+``_orig_mod.`` key prefixes (stripped only where that makes the keys the architecture's), and —
+only with ``trust=True`` — pickled ``nn.Module`` objects, because unpickling runs code from the
+file (``torch_file`` says what a refused file holds). Ultralytics training checkpoints
+(``best.pt``/``last.pt``) load their network from ``ema`` or ``model`` and record what is known
+about it (task, class names, input shape) in ``Checkpoint.meta``.
 """
 
 from __future__ import annotations
@@ -20,9 +23,7 @@ import hashlib
 import importlib
 import logging
 import os
-import pickle
-import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ from torch import nn
 from ._files import Staging
 from ._version import __version__
 from .errors import CheckpointError
+from .torch_file import first_line, read_torch_file
+from .yolo import describe, is_yolo_model
 
 logger = logging.getLogger(__name__)
 
@@ -40,11 +43,6 @@ FORMAT = "scconv-deploy/checkpoint"
 FORMAT_VERSION = 1
 _WRAPPER_KEYS = ("ema", "model", "state_dict", "model_state_dict", "net")
 _PREFIXES = ("module.", "model.", "_orig_mod.")
-
-_TRUST_HINT = (
-    "unpickling it runs code from the file; if you trust its source, pass trust=True (CLI: --trust), "
-    "or re-save it as a state dict"
-)
 
 
 @dataclass
@@ -144,53 +142,6 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _read(path: Path, trust: bool, map_location: str | torch.device) -> tuple[Any, bool]:
-    """The file's top-level object and whether it needed full (code-running) unpickling."""
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such file")
-    if path.is_dir():
-        raise CheckpointError(f"{path} is a directory, not a checkpoint file")
-    with path.open("rb") as f:
-        head = f.read(4)
-    if not head:
-        raise CheckpointError(f"{path} is empty")
-    if head != b"PK\x03\x04" and head[:1] != b"\x80":
-        raise CheckpointError(
-            f"{path} is not a PyTorch checkpoint (neither a torch zip archive nor a pickle)"
-        )
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            return torch.load(path, map_location=map_location, weights_only=True), False
-    except pickle.UnpicklingError as err:
-        if "Unsupported global" not in str(err) and "Unsupported operand" not in str(err):
-            raise CheckpointError(f"{path} is corrupt or truncated: {_first_line(err)}") from err
-        if not trust:
-            what = (
-                "pickled Python objects (e.g. a whole nn.Module)"
-                if "global" in str(err)
-                else "a plain pickle"
-            )
-            raise CheckpointError(f"{path} holds {what}: {_TRUST_HINT}") from err
-    except Exception as err:  # zip/pickle readers raise RuntimeError, EOFError, KeyError, ...
-        raise CheckpointError(f"{path} is corrupt or truncated: {_first_line(err)}") from err
-    logger.warning("%s: unpickling with trust=True (runs code from the file)", path)
-    try:
-        return torch.load(path, map_location=map_location, weights_only=False), True
-    except (AttributeError, ModuleNotFoundError) as err:
-        raise CheckpointError(
-            f"{path} refers to Python code that is not importable here ({_first_line(err)}): run from the "
-            f"project that defines its classes, or re-save it as a state dict"
-        ) from err
-    except Exception as err:
-        raise CheckpointError(f"{path} could not be unpickled: {_first_line(err)}") from err
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
-
-
 def _is_state_dict(obj: Any) -> bool:
     return (
         isinstance(obj, Mapping)
@@ -199,12 +150,36 @@ def _is_state_dict(obj: Any) -> bool:
     )
 
 
-def _strip_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    state = dict(state)
-    for prefix in _PREFIXES:
-        if all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix) :]: v for k, v in state.items()}
-    return state
+def _stripped_variants(state: Mapping[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+    """``state`` as is, then with each wrapper prefix that every key shares removed, one after another."""
+    variants = [dict(state)]
+    while True:
+        keys = variants[-1]
+        prefix = next((p for p in _PREFIXES if keys and all(k.startswith(p) for k in keys)), None)
+        if prefix is None:
+            return variants
+        variants.append({k[len(prefix) :]: v for k, v in keys.items()})
+
+
+def _align_keys(state: Mapping[str, torch.Tensor], own: Iterable[str]) -> dict[str, torch.Tensor]:
+    """``state`` with wrapper prefixes stripped only where that makes its keys the architecture's.
+
+    ``model.`` is a wrapper's prefix in one checkpoint and part of the network's own names in
+    another (Ultralytics: ``model.0.conv.weight``): the keys decide. Without an exact fit, the
+    variant sharing the most keys is returned (the least stripped on a tie), for the error report.
+    """
+    own = set(own)
+    variants = _stripped_variants(state)
+    exact = next((v for v in variants if set(v) == own), None)
+    return exact if exact is not None else max(variants, key=lambda v: len(own & set(v)))
+
+
+def _pickled_meta(top: Any, model: nn.Module) -> dict[str, Any]:
+    """What the file says about a pickled network: for an Ultralytics model, its task, names, shape."""
+    if not is_yolo_model(model):
+        return {}
+    train_args = top.get("train_args") if isinstance(top, Mapping) else None
+    return describe(model, train_args).checkpoint_meta()
 
 
 def build_architecture(arch: str, arch_kwargs: Mapping[str, Any] | None = None) -> nn.Module:
@@ -215,7 +190,7 @@ def build_architecture(arch: str, arch_kwargs: Mapping[str, Any] | None = None) 
         try:
             factory = getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError) as err:
-            raise CheckpointError(f"architecture {arch!r} cannot be imported: {_first_line(err)}") from err
+            raise CheckpointError(f"architecture {arch!r} cannot be imported: {first_line(err)}") from err
         model = factory(**kwargs)
         if not isinstance(model, nn.Module):
             raise CheckpointError(
@@ -231,8 +206,8 @@ def build_architecture(arch: str, arch_kwargs: Mapping[str, Any] | None = None) 
 
 
 def _load_state(model: nn.Module, state: Mapping[str, torch.Tensor], path: Path, arch: str) -> None:
-    state = _strip_prefixes(state)
     own = model.state_dict()
+    state = _align_keys(state, own)
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     resized = [k for k in own if k in state and own[k].shape != state[k].shape]
@@ -253,17 +228,19 @@ def load_checkpoint(
     arch_kwargs: Mapping[str, Any] | None = None,
     trust: bool = False,
     map_location: str | torch.device = "cpu",
+    import_paths: Iterable[str | os.PathLike] = (),
 ) -> Checkpoint:
     """Load a network from ``path`` (see the module docstring for the accepted layouts).
 
     ``arch`` (registry name or ``package.module:factory``) is needed for bare state dicts and
-    overrides the one recorded in our format. Pickled modules load only with ``trust=True``.
+    overrides the one recorded in our format. Pickled modules load only with ``trust=True``;
+    ``import_paths`` (folders) are importable while they unpickle, for the classes they name.
     Every failure raises ``CheckpointError`` naming the file.
     """
     path = Path(path)
-    obj, pickled = _read(path, trust, map_location)
+    obj, pickled = read_torch_file(path, trust=trust, map_location=map_location, import_paths=import_paths)
     digest = _sha256(path)
-    layout_prefix = ""
+    top, layout_prefix = obj, ""
 
     if isinstance(obj, Mapping) and obj.get("format") == FORMAT:
         version = obj.get("format_version")
@@ -299,9 +276,10 @@ def load_checkpoint(
         dtypes = {p.dtype for p in obj.parameters()}
         if dtypes - {torch.float32}:
             # The FP32 PyTorch network is the reference every artefact is checked against.
-            logger.warning("%s: converting %s weights to float32", path, ", ".join(sorted(map(str, dtypes))))
+            logger.info("%s: converting %s weights to float32", path, ", ".join(sorted(map(str, dtypes))))
             obj = obj.float()
-        return Checkpoint(obj.eval(), path, digest, f"{layout_prefix}pickle")
+        meta = _pickled_meta(top, obj)
+        return Checkpoint(obj.eval(), path, digest, f"{layout_prefix}pickle", meta=meta)
 
     if _is_state_dict(obj):
         if arch is None:

@@ -8,6 +8,12 @@ a probe shows that it computes one of the two public functions; a block that loo
 but computes something else (a different gating, extra layers) raises ``ConversionError`` naming
 the module and what differs, instead of being exported wrongly.
 
+A replacement keeps every plain attribute of the block it replaces (e.g. Ultralytics' routing
+attributes ``i``, ``f``, ``type``, ``np``, which the network's forward reads). FP16/BF16 networks
+are converted in FP32 — the probes judge FP32 arithmetic with FP32's tolerance, and an FP16
+block is never accused of computing something else because of FP16 rounding — and come back in
+the dtypes they came in.
+
 ``deploy_summary(model)`` lists what a converted network holds (count, variants, module names).
 """
 
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import types
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -68,8 +75,22 @@ def _tie_free_probe(block: nn.Module, channels: int, like: torch.Tensor) -> torc
         return x
 
 
+# (rtol, atol) of a probe comparison, by the coarser dtype of the two outputs compared
+_TOLERANCES = {
+    torch.float16: (2e-3, 2e-3),
+    torch.bfloat16: (1.6e-2, 1.6e-2),
+}
+_FP32_TOLERANCE = (1e-4, 1e-5)
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
 def _agrees(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return a.shape == b.shape and bool(torch.allclose(a, b, rtol=1e-4, atol=1e-5))
+    """Same shape and values, within the rounding of the coarser of the two outputs' dtypes."""
+    if a.shape != b.shape:
+        return False
+    coarser = a.dtype if torch.finfo(a.dtype).eps >= torch.finfo(b.dtype).eps else b.dtype
+    rtol, atol = _TOLERANCES.get(coarser, _FP32_TOLERANCE)
+    return bool(torch.allclose(a.float(), b.float(), rtol=rtol, atol=atol))
 
 
 def _reference_sru(name: str, foreign: nn.Module, gate: str) -> SRU:
@@ -209,6 +230,30 @@ def _convert(name: str, module: nn.Module) -> nn.Module | None:
     return None
 
 
+_MODULE_INTERNALS = frozenset(vars(nn.Module()))  # training, _parameters, _modules, hooks, ...
+
+
+def _defines(cls: type, name: str) -> bool:
+    """``cls`` (or a base below ``nn.Module``) defines ``name`` itself."""
+    own = cls.__mro__[: cls.__mro__.index(nn.Module)]
+    return any(name in vars(c) for c in own)
+
+
+def _keep_attributes(old: nn.Module, new: nn.Module) -> nn.Module:
+    """Give ``new`` every plain attribute of ``old`` it does not define itself (``i``, ``f``, ``type``...).
+
+    Instance attributes that shadow ``nn.Module`` methods (Ultralytics' ``type`` string) are
+    kept too, as they shadowed them on the replaced block.
+    """
+    for name, value in vars(old).items():
+        if name in _MODULE_INTERNALS or name in vars(new) or _defines(type(new), name):
+            continue
+        if isinstance(value, types.MethodType) and value.__self__ is old:
+            continue  # a method bound to the replaced module (e.g. a patched forward) would run it
+        setattr(new, name, value)
+    return new
+
+
 def _replace(parent: nn.Module, prefix: str, done: dict[int, nn.Module]) -> None:
     # _modules, not named_children(): the latter skips a module's second occurrence.
     for child_name, child in list(parent._modules.items()):
@@ -222,24 +267,70 @@ def _replace(parent: nn.Module, prefix: str, done: dict[int, nn.Module]) -> None
         if new is None:
             _replace(child, name, done)
         else:
-            done[id(child)] = new
+            done[id(child)] = _keep_attributes(child, new)
             setattr(parent, child_name, new)
+
+
+def _floating_dtypes(model: nn.Module) -> dict[str, torch.dtype]:
+    """The dtype of every floating-point parameter and buffer, by qualified name."""
+    tensors = [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]
+    return {name: t.dtype for name, t in tensors if t.is_floating_point()}
+
+
+def _under(key: str, prefix: str) -> bool:
+    return not prefix or key.startswith(f"{prefix}.")
+
+
+def _export_units(model: nn.Module) -> dict[str, nn.Module]:
+    """The outermost export-form modules, by name."""
+    units: dict[str, nn.Module] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, _EXPORT_TYPES) and not any(_under(name, u) and name != u for u in units):
+            units[name] = module
+    return units
+
+
+def _cast(model: nn.Module, dtypes: dict[str, torch.dtype]) -> None:
+    """Give each named parameter or buffer of ``model`` its dtype in ``dtypes`` (others stay)."""
+    with torch.no_grad():
+        for key, tensor in [*model.named_parameters(), *model.named_buffers()]:
+            if key in dtypes and tensor.dtype != dtypes[key]:
+                tensor.data = tensor.data.to(dtypes[key])
+
+
+def _restore_dtypes(deployed: nn.Module, before: dict[str, torch.dtype]) -> None:
+    """Cast each tensor back to its dtype before conversion; an export-form unit takes its block's."""
+    units = _export_units(deployed)
+    for name, unit in units.items():
+        inside = [dtype for key, dtype in before.items() if _under(key, name)]
+        if inside:
+            unit.to(Counter(inside).most_common(1)[0][0])
+    _cast(deployed, {k: d for k, d in before.items() if not any(_under(k, u) for u in units)})
 
 
 def to_deploy(model: nn.Module) -> nn.Module:
     """A copy of ``model`` in eval mode with every SCConv block (and stand-alone SRU/CRU) in export form.
 
     Raises ``ConversionError`` when a module looks like SCConv but does not compute either
-    public variant. ``model`` itself is not modified.
+    public variant. ``model`` itself is not modified. An FP16/BF16 network is converted in FP32
+    and returned in its own dtypes (each export-form unit in the dtype of the block it replaced).
     """
     if not isinstance(model, nn.Module):
         raise ConversionError(f"to_deploy expects a torch.nn.Module, got {type(model).__name__}")
     deployed = copy.deepcopy(model).eval()
+    before = _floating_dtypes(deployed)
+    low = {key: torch.float32 for key, dtype in before.items() if dtype in _LOW_PRECISION}
+    if low:
+        names = ", ".join(sorted({str(before[key]) for key in low}))
+        logger.info("to_deploy: converting %s weights in float32, returning them in their dtype", names)
+        _cast(deployed, low)
     root = _convert("", deployed)
     if root is not None:
-        deployed = root
+        deployed = _keep_attributes(deployed, root)
     else:
         _replace(deployed, "", {})
+    if low:
+        _restore_dtypes(deployed, before)
     deployed.eval()
     summary = deploy_summary(deployed)
     if summary.count == 0:

@@ -195,8 +195,7 @@ def export_onnx(
         if isinstance(source, Checkpoint):
             ckpt = source
         else:
-            extra = {"import_paths": import_paths} if import_paths else {}
-            ckpt = load_checkpoint(source, arch=arch, trust=trust, **extra)
+            ckpt = load_checkpoint(source, arch=arch, trust=trust, import_paths=import_paths or ())
     out_path = Path(output) if output is not None else ckpt.path.with_suffix(".onnx")
     targets = _targets(out_path, opts)
     with stages.stage("convert"):

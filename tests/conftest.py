@@ -181,3 +181,12 @@ def model(onnx_path):
 
     with load(onnx_path, device="cpu") as m:
         yield m
+
+
+@pytest.fixture(scope="session")
+def yolo_project(tmp_path_factory):
+    """The user's Ultralytics project (``yolo_project.YoloProject``): networks built once, on request."""
+    from yolo_project import YoloProject, ultralytics_env
+
+    ultralytics_env(tmp_path_factory.mktemp("ultralytics_config"))
+    return YoloProject(tmp_path_factory.mktemp("myproject"))

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from scconv_deploy import CheckpointError
-from scconv_deploy.checkpoint import FORMAT, load_checkpoint, save_checkpoint
+from scconv_deploy.checkpoint import FORMAT, build_architecture, load_checkpoint, save_checkpoint
 
 from public_scconv import SeedScConv
 
@@ -114,6 +114,25 @@ def test_weights_in_common_layouts_load_with_an_architecture(tmp_path, model, x,
     assert ckpt.layout == layout
     with torch.no_grad():
         assert torch.equal(ckpt.model(x), model(x))
+
+
+@pytest.mark.parametrize(
+    ("arch", "prefix"),
+    [
+        ("user_net:Layered", ""),  # 'model.' is the network's own
+        ("user_net:Layered", "module."),  # DataParallel around it: only 'module.' goes
+        ("user_net:Layered", "_orig_mod."),  # torch.compile around it
+        (ARCH, "module.model."),  # a wrapper's 'model.' inside DataParallel: both go
+    ],
+    ids=["own-model-prefix", "dataparallel", "compiled", "wrapped-twice"],
+)
+def test_prefixes_are_stripped_only_where_that_makes_the_keys_fit(tmp_path, arch, prefix):
+    net = build_architecture(arch, KWARGS if arch == ARCH else None)
+    path = tmp_path / "w.pt"
+    torch.save({f"{prefix}{k}": v for k, v in net.state_dict().items()}, path)
+    ckpt = load_checkpoint(path, arch=arch, arch_kwargs=KWARGS if arch == ARCH else None)
+    for key, value in net.state_dict().items():
+        assert torch.equal(ckpt.model.state_dict()[key], value), key
 
 
 def test_bare_weights_without_an_architecture_ask_for_one(tmp_path, model):

@@ -162,3 +162,84 @@ def test_a_modified_cru_is_refused():
 def test_non_module_input_is_refused():
     with pytest.raises(ConversionError, match=r"expects a torch\.nn\.Module"):
         to_deploy({"state_dict": {}})
+
+
+# ---- reduced precision: converted in FP32, returned in the network's own dtypes -----------------
+
+
+def _float_dtypes(module: nn.Module) -> set[torch.dtype]:
+    return {t.dtype for t in [*module.parameters(), *module.buffers()] if t.is_floating_point()}
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
+def test_half_precision_networks_convert_and_come_back_in_their_dtype(net, dtype):
+    low = copy.deepcopy(net).eval().to(dtype)
+    deployed = to_deploy(low)
+    assert deploy_summary(deployed).count == 3
+    assert _float_dtypes(deployed) == {dtype}
+    assert {p.dtype for p in low.parameters()} == {dtype}  # the input is untouched
+    # Each converted block computes what its original does, up to the rounding of its folded
+    # constants to the network's dtype (compared in FP32, away from gate ties).
+    rounding = torch.finfo(dtype).eps
+    for name in ("stage.0", "stage.2"):
+        original = copy.deepcopy(low.get_submodule(name)).float()
+        converted = copy.deepcopy(deployed.get_submodule(name)).float()
+        x = tie_free_input(converted, (2, 32, 7, 9), 5, 2 * rounding)
+        with torch.no_grad():
+            want = original(x)
+            assert (converted(x) - want).abs().max() <= 4 * rounding * want.abs().max()
+    with torch.no_grad():
+        assert deployed(torch.randn(2, 3, 8, 8).to(dtype)).dtype == dtype
+
+
+def test_a_mixed_precision_network_keeps_each_tensor_dtype(net):
+    net.eval()
+    net.stage.half()  # two pasted blocks in FP16, the rest FP32
+    deployed = to_deploy(net)
+    assert _float_dtypes(deployed.stage) == {torch.float16}
+    assert _float_dtypes(deployed.ours) == _float_dtypes(deployed.stem) == {torch.float32}
+
+
+def test_a_look_alike_in_fp16_is_still_refused():
+    block = randomize_(NormGatingScConv(16, group_num=4), seed=2).half()
+    with pytest.raises(ConversionError, match="computes neither public gate"):
+        to_deploy(block)
+
+
+# ---- replaced blocks keep the plain attributes their network reads -------------------------------
+
+
+class Routed(nn.Module):
+    """Runs layers by index and 'from' attribute, as Ultralytics' yaml-built models do."""
+
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), SeedScConv(16, group_num=4))
+        for i, layer in enumerate(self.layers):
+            layer.i, layer.f, layer.type, layer.np = i, -1, type(layer).__name__, 0
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x) if layer.f == -1 else x
+        return x
+
+
+def test_replaced_blocks_keep_every_plain_attribute():
+    model = randomize_(Routed(), seed=5)
+    block = model.layers[1]
+    block.note = {"trained": "yes"}
+    block.forward_fuse = lambda x: x  # a plain callable attribute is data too
+    deployed = to_deploy(model)
+    new = deployed.layers[1]
+    assert isinstance(new, ExportScConv)
+    assert (new.i, new.f, new.type, new.np, new.note) == (1, -1, "SeedScConv", 0, {"trained": "yes"})
+    assert new.forward_fuse is block.forward_fuse
+    deployed(torch.randn(1, 3, 8, 8))  # the routing still works
+
+
+def test_a_forward_bound_to_the_replaced_block_is_not_carried_over():
+    block = randomize_(SeedScConv(16, group_num=4), seed=6)
+    block.forward = block.forward  # e.g. a patched forward: bound to the old module
+    holder = nn.Sequential(block)
+    deployed = to_deploy(holder)
+    assert "forward" not in vars(deployed[0]) and isinstance(deployed[0], ExportScConv)

@@ -1,6 +1,7 @@
 """scconv-export: checkpoint -> verified ONNX + golden data + report, atomically, with clear errors."""
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +9,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from torch import nn
 
 from scconv_deploy.checkpoint import save_checkpoint
 from scconv_deploy.cli.export import main
@@ -313,3 +315,36 @@ def test_plots_show_gate_margins_and_errors(tmp_path):
     assert main(args) == 0
     assert sorted(p.name for p in plots.iterdir()) == ["demo.errors.png", "demo.gate_margins.png"]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in plots.iterdir())
+
+
+@pytest.fixture
+def user_project(tmp_path, monkeypatch):
+    """A whole pickled network whose SCConv class lives in the user's project folder only."""
+    folder = tmp_path / "myproject"
+    folder.mkdir()
+    (folder / "pasted_scconv.py").write_text((Path(__file__).parent / "public_scconv.py").read_text())
+    monkeypatch.syspath_prepend(str(folder))
+    import pasted_scconv
+
+    net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), pasted_scconv.SeedScConv(16, group_num=4))
+    torch.save(randomize_(net, seed=8).eval(), folder / "net.pt")
+    monkeypatch.delitem(sys.modules, "pasted_scconv")
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p != str(folder)])
+    return folder
+
+
+def test_classes_are_imported_from_the_current_folder_or_import_paths(
+    user_project, tmp_path, monkeypatch, capsys
+):
+    args = ["--onnx", "--trust", "--input-shape", "1,3,16,16", "--exporter", "legacy", "--no-check", "-q"]
+    net = str(user_project / "net.pt")
+    monkeypatch.chdir(tmp_path)  # elsewhere: the project must be named
+    assert main([net, *args, "-o", str(tmp_path / "a.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "No module named 'pasted_scconv'" in err and "--import-path DIR" in err and err.count("\n") == 1
+    assert main([net, *args, "-o", str(tmp_path / "b.onnx"), "--import-path", str(user_project)]) == 0
+    monkeypatch.delitem(sys.modules, "pasted_scconv")  # as in a new process
+    monkeypatch.chdir(user_project)  # the user's project, as with `python -m`
+    assert main(["net.pt", *args, "-o", str(tmp_path / "c.onnx")]) == 0
+    assert (tmp_path / "b.onnx").exists() and (tmp_path / "c.onnx").exists()
+    assert str(user_project) not in sys.path

@@ -84,3 +84,14 @@ def fixed_batch_net() -> FixedBatchNet:
 
 def data_dependent_net() -> DataDependentNet:
     return DataDependentNet().eval()
+
+
+class Layered(nn.Module):
+    """A network whose own parameter names start with 'model.' (as Ultralytics' networks' do)."""
+
+    def __init__(self):
+        super().__init__()
+        self.model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), SeedScConv(16, group_num=4))
+
+    def forward(self, x):
+        return self.model(x)

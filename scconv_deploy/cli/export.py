@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 
 from ..golden import DEFAULT_TIE_GUARD
@@ -102,14 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--trust", action="store_true", help="allow unpickling a whole network (runs code from the file)"
     )
     p.add_argument(
-        "--arch", help="architecture of a bare state dict: registry name or package.module:factory"
+        "--import-path",
+        dest="import_paths",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="also import the checkpoint's classes from DIR (repeatable; the current folder always is)",
     )
     p.add_argument(
-        "--import-path",
-        action="append",
-        metavar="DIR",
-        help="a folder holding the Python code a pickled checkpoint refers to (repeatable; the "
-        "current folder always is importable)",
+        "--arch", help="architecture of a bare state dict: registry name or package.module:factory"
     )
     p.add_argument(
         "--plots", dest="plots_dir", metavar="DIR", help="write PNG histograms of gate margins and errors"
@@ -179,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.output,
                 trust=args.trust,
                 arch=args.arch,
-                import_paths=args.import_path,
+                import_paths=[os.getcwd(), *args.import_paths],  # as with `python -m`: the user's project
                 listener=progress,
                 **_options(args),
             )

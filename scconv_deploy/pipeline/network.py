@@ -3,12 +3,13 @@ every gate tensor — with the input shape and output names settled before anyth
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 from torch import nn
 
+from .. import yolo
 from ..checkpoint import Checkpoint
 from ..convert import DeploySummary, deploy_summary, to_deploy
 from ..errors import ExportError
@@ -74,13 +75,33 @@ def run_once(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return outs
 
 
-def prepare_network(ckpt: Checkpoint, options: ExportOptions) -> Network:
-    """The checkpoint's network in export form, run once on the example input."""
-    shape = input_shape(options, ckpt)
+def deployment_form(
+    ckpt: Checkpoint, options: ExportOptions, shape: tuple[int, ...]
+) -> tuple[nn.Module, dict]:
+    """The network as it is deployed, and what the ONNX must tell its runtime about it.
+
+    An Ultralytics YOLO network (recognised by structure) gets its head in export mode — the tensor
+    Ultralytics' own exporter writes — and the metadata its ``AutoBackend`` reads; any other network
+    is deployed as it is.
+    """
     model = ckpt.model.eval()
+    if not yolo.is_yolo_model(model):
+        return model, {}
+    info = yolo.describe(model)
+    recorded = ckpt.meta.get("ultralytics") or {}
+    if recorded.get("names"):  # what the checkpoint recorded wins over the network's defaults
+        info = replace(info, names={int(k): v for k, v in recorded["names"].items()})
+    deployed = yolo.deployment_form(model, dynamic=options.dynamic != "none")
+    return deployed, yolo.onnx_metadata(info, input_shape=shape, dynamic=options.dynamic)
+
+
+def prepare_network(ckpt: Checkpoint, options: ExportOptions) -> Network:
+    """The checkpoint's network in deployment and export form, run once on the example input."""
+    shape = input_shape(options, ckpt)
+    model, metadata = deployment_form(ckpt, options, shape)
     example = example_input(shape, options.dynamic)
     n_out = len(run_once(model, example))
     deployed = to_deploy(model)
     names = ["output"] if n_out == 1 else [f"output_{i}" for i in range(n_out)]
     tap = GateTap(deployed, masks=True).eval()
-    return Network(model, deployed, tap, shape, example, names, deploy_summary(deployed))
+    return Network(model, deployed, tap, shape, example, names, deploy_summary(deployed), metadata)
