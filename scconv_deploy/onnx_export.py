@@ -145,12 +145,8 @@ def _reduce_precision(
 def _check_precision(
     fp32: onnx.ModelProto, artefact: onnx.ModelProto, golden: Golden, options: ExportOptions, stages: Stages
 ) -> PrecisionCheck:
-    runs = 6 if options.precision == "fp16" else 3  # artefact (forced, deployed[, kernels]), emulation, naive
     tolerance = tolerance_for(options.precision).with_overrides(options.rtol, options.atol)
-    with stages.stage(f"{options.precision} check", total=runs * golden.samples) as advance:
-        return check_precision(
-            fp32, artefact, golden, options.precision, tolerance=tolerance, progress=advance
-        )
+    return check_precision(fp32, artefact, golden, options.precision, tolerance=tolerance, stages=stages)
 
 
 def _write(

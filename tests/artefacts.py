@@ -1,7 +1,8 @@
 """The artefacts the deployment-side tests run on, made where PyTorch is: ``python tests/artefacts.py DIR``.
 
 The demo checkpoint exported as scconv-export writes it (dynamic batch, batch+hw, and a static
-batch) and the demo's held-out test images as uint8 with their labels. The test suite makes them
+batch; and verified FP32, FP16 and INT8 files with their golden data) and the demo's held-out test
+images as uint8 with their labels. The test suite makes them
 itself where PyTorch is installed; a deployment host without it reads them from
 ``$SCCONV_TEST_ARTEFACTS=DIR`` (see tests/conftest.py and .ci/run).
 """
@@ -27,6 +28,28 @@ def export_demo(folder: Path, dynamic: str = "batch") -> Path:
     return path
 
 
+VERIFIED_PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def export_verified(folder: Path, precision: str = "fp32") -> Path:
+    """The seed demo exported and checked as scconv-export does by default (dynamo exporter, 32 held-out
+    test images; INT8 calibrated on the validation split): ``folder/verified-{precision}.onnx`` and
+    its golden data ``verified-{precision}.golden.npz``."""
+    from scconv_deploy.onnx_export import export_onnx
+
+    folder = Path(folder)
+    test, val = folder / "verified-test.npy", folder / "verified-val.npy"
+    np.save(test, digits_images("test")[0])
+    np.save(val, digits_images("val")[0])
+    path = folder / f"verified-{precision}.onnx"
+    result = export_onnx(
+        DEMO, path, precision=precision, check_data=test, check_samples=32, calib_data=val, calib_samples=128
+    )
+    if not result.ok:
+        raise RuntimeError(f"the {precision} demo did not pass its own check: {result.report_path}")
+    return path
+
+
 def digits_images(split: str = "test") -> tuple[np.ndarray, np.ndarray]:
     """uint8 images (N, 32, 32, 1), as ``--calib-data`` takes them, and labels (N,)."""
     from scconv_deploy.datasets import load_digits
@@ -40,6 +63,9 @@ def main(folder: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for dynamic in DYNAMIC_MODES:
         print(f"wrote {export_demo(out, dynamic)}")
+    for precision in VERIFIED_PRECISIONS:
+        path = export_verified(out, precision)
+        print(f"wrote {path}, {path.with_suffix('.golden.npz')}")
     images, labels = digits_images()
     np.save(out / "digits_test.npy", images)
     np.save(out / "digits_test_labels.npy", labels)

@@ -159,6 +159,25 @@ def demo_onnx(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def verified_demo(tmp_path_factory):
+    """Factory: the seed demo exported and checked in a precision (fp32, fp16, int8), with golden data."""
+    made: dict[str, Path] = {}
+
+    def make(precision: str = "fp32") -> Path:
+        if precision not in made:
+            if HAVE_TORCH:
+                from artefacts import export_verified
+
+                made[precision] = export_verified(tmp_path_factory.mktemp("verified"), precision)
+            else:
+                made[precision] = artefact(f"verified-{precision}.onnx")
+                artefact(f"verified-{precision}.golden.npz")
+        return made[precision]
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def digits_test() -> tuple[np.ndarray, np.ndarray]:
     """The demo's held-out test split as uint8 images (N, 32, 32, 1) and their labels."""
     if HAVE_TORCH:

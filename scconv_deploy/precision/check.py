@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -25,6 +24,7 @@ from onnx.utils import Extractor
 from ..gates import mask_tensor_names
 from ..golden import Golden
 from ..ort_cpu import cpu_session, run_batched
+from ..stages import Stages
 from ..verify import Run, VerificationResult, compare, run_deployed, run_forced, verify_onnx
 from ..verify.tolerance import Tolerance
 from .fp16 import emulate_fp16, to_naive_fp16
@@ -144,29 +144,38 @@ def check_precision(
     *,
     tolerance: Tolerance | None = None,
     counterfactual: bool = True,
-    progress: Callable[[int], None] | None = None,
+    stages: Stages | None = None,
 ) -> PrecisionCheck:
     """Check ``artefact`` ("fp16", "int8" or "int8-cpu") against the FP32 export's golden data.
 
     Fails when the artefact (or, for FP16, its emulation) fails verification, or when a gate path
-    fed FP32 inputs flips a gate that is not a tie. ``progress`` gets samples done per run.
+    fed FP32 inputs flips a gate that is not a tie. ``stages`` (optional) names and times each
+    part and reports its progress.
     """
-    result = verify_onnx(artefact, golden, precision=precision, tolerance=tolerance, progress=progress)
-    inputs = fp32_block_inputs(fp32, golden)
-    check = PrecisionCheck(precision, result, block_local(artefact, golden, inputs))
+    stages = stages or Stages()
+    runs = 2 * golden.samples  # decisions forced, then as deployed
+    with stages.stage(f"{precision} check", total=runs) as advance:
+        result = verify_onnx(artefact, golden, precision=precision, tolerance=tolerance, progress=advance)
+    with stages.stage("gate path on FP32 inputs"):
+        inputs = fp32_block_inputs(fp32, golden)
+        check = PrecisionCheck(precision, result, block_local(artefact, golden, inputs))
     if precision == "fp16":
-        emulated = emulate_fp16(fp32)
-        check.emulation = verify_onnx(
-            emulated, golden, precision="fp16", tolerance=tolerance, progress=progress
-        )
-        check.emulation_block_local = block_local(emulated, golden, inputs, stored_fp16=True)
+        with stages.stage("fp16 emulation", total=runs) as advance:
+            emulated = emulate_fp16(fp32)
+            check.emulation = verify_onnx(
+                emulated, golden, precision="fp16", tolerance=tolerance, progress=advance
+            )
+            check.emulation_block_local = block_local(emulated, golden, inputs, stored_fp16=True)
         if counterfactual:
-            for label, model in (
-                ("naive FP16 (ORT)", to_naive_fp16(fp32)),
-                ("naive FP16 emulation", emulate_fp16(fp32, keep_gate_path=False)),
-            ):
-                run = run_deployed(model, golden, progress=progress)
-                check.naive[label] = compare(golden, deployed=Run(run.outputs, run.masks), precision="fp16")
+            with stages.stage("naive fp16 counterfactual", total=runs) as advance:
+                for label, model in (
+                    ("naive FP16 (ORT)", to_naive_fp16(fp32)),
+                    ("naive FP16 emulation", emulate_fp16(fp32, keep_gate_path=False)),
+                ):
+                    run = run_deployed(model, golden, progress=advance)
+                    check.naive[label] = compare(
+                        golden, deployed=Run(run.outputs, run.masks), precision="fp16"
+                    )
     _judge(check)
     return check
 
