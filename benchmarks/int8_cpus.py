@@ -111,17 +111,15 @@ def main() -> None:
         prepare(folder, args.variant)
         results = [dict(_run_measure(folder, emulate), emulated=emulate) for emulate in cpus]
     print(f"scconv_cnn_digits_{args.variant}: held-out accuracy (359 test images), INT8 calibrated on val")
-    print(f"{'CPU':58s}{'artefact':10s}{'verified':>9s}{'Q/DQ (basic)':>14s}{'ORT all':>9s}")
     for r in results:
-        label = ("emulated " + EMULATED_CPU + ": " if r["emulated"] else "this CPU: ") + r["cpu"]
+        print(("emulated " + EMULATED_CPU if r["emulated"] else "this CPU") + f": {r['cpu']}")
+        print(f"  {'artefact':10s}{'verified':>9s}{'Q/DQ (basic)':>14s}{'ORT all':>9s}")
         for name, row in r["artefacts"].items():
             acc = row["accuracy"]
-            print(
-                f"{label[:57]:58s}{name:10s}{'yes' if row['verified'] else 'NO':>9s}"
-                f"{acc['basic']:>14.2%}{acc['all']:>9.2%}"
-            )
+            verified = "yes" if row["verified"] else "NO"
+            print(f"  {name:10s}{verified:>9s}{acc['basic']:>14.2%}{acc['all']:>9.2%}")
             for note in row["notes"]:
-                print(f"{'':58s}  note: {note}")
+                print(f"    note: {note}")
     out = ROOT / "benchmarks" / "results" / f"int8_cpus_{args.variant}.json"
     out.write_text(json.dumps({"variant": args.variant, "results": results}, indent=2))
     print(f"wrote {out}")
