@@ -202,9 +202,16 @@ def _flip_text(view: View, edges: tuple[float, ...]) -> str:
     return f"{agree}/{view.gates} agree; {view.flipped} flipped: {parts}"
 
 
-def _output_errors(
-    golden: Golden, outputs: list[np.ndarray], rows: np.ndarray, tolerance: Tolerance
+def output_errors(
+    golden: Golden,
+    outputs: list[np.ndarray],
+    rows: np.ndarray | None = None,
+    tolerance: Tolerance | None = None,
 ) -> list[OutputError]:
+    """Each output's error against golden over ``rows`` (a boolean mask of samples; default: all),
+    judged with ``tolerance`` (default: FP32's)."""
+    rows = np.ones(golden.samples, dtype=bool) if rows is None else rows
+    tolerance = tolerance or tolerance_for("fp32")
     errors = []
     for name, g, a in zip(golden.output_names, golden.outputs, outputs, strict=True):
         idx = np.flatnonzero(rows)
@@ -343,7 +350,7 @@ def _forced_view(golden: Golden, run: Run, tolerance: Tolerance, real_class: int
     return View(
         forced=True,
         compared=list(range(golden.samples)),
-        outputs=_output_errors(golden, run.outputs, every, tolerance),
+        outputs=output_errors(golden, run.outputs, every, tolerance),
         flips=flips,
         top1_agreement=_top1(golden, run.outputs),
     )
@@ -354,16 +361,16 @@ def _deployed_view(golden: Golden, run: Run, tolerance: Tolerance, real_class: i
         flips, diverged, _ = _deployed_flips(golden, run.masks, real_class)
         held = ~diverged
     else:
-        flips, guard = None, golden.edges[real_class - 1]
-        held = golden.clear_samples(guard)
+        flips = None
+        held = golden.clear_samples(tolerance.flip_margin or golden.tie_guard)
         diverged = np.zeros(golden.samples, dtype=bool)
     return View(
         forced=False,
         compared=np.flatnonzero(held).tolist(),
-        outputs=_output_errors(golden, run.outputs, held, tolerance),
+        outputs=output_errors(golden, run.outputs, held, tolerance),
         flips=flips,
         diverged=np.flatnonzero(diverged).tolist(),
-        diverged_outputs=_output_errors(golden, run.outputs, diverged, tolerance) if diverged.any() else [],
+        diverged_outputs=output_errors(golden, run.outputs, diverged, tolerance) if diverged.any() else [],
         top1_agreement=_top1(golden, run.outputs),
     )
 
