@@ -403,34 +403,11 @@ def compare(
     if reasons:
         return result
     if forced is not None:
-        result.forced = view = _forced_view(golden, forced, tolerance, real_class)
-        reasons += [
-            f"{o.name}: {o.failed_elements} element(s) beyond tolerance with decisions forced "
-            f"(max abs {o.max_abs:.3g}, sample {o.worst_sample})"
-            for o in view.outputs
-            if not o.passed
-        ]
-        if view.real_flips:
-            worst = max(view.flips, key=lambda b: b.real)
-            reasons.append(
-                f"{view.real_flips} gate decision(s) computed differently from PyTorch at gates "
-                f"{_margin_words(golden, real_class)} (first in {worst.name}, "
-                f"samples {worst.samples_with_real_flips[:5]})"
-            )
+        result.forced = _forced_view(golden, forced, tolerance, real_class)
+        reasons += _view_reasons(result.forced, golden, real_class)
     if deployed is not None:
         result.deployed = view = _deployed_view(golden, deployed, tolerance, real_class)
-        reasons += [
-            f"{o.name} as deployed: {o.failed_elements} element(s) beyond tolerance on samples whose "
-            f"decisions all agree (max abs {o.max_abs:.3g}, sample {o.worst_sample})"
-            for o in view.outputs
-            if not o.passed
-        ]
-        if view.real_flips:
-            worst = max(view.flips, key=lambda b: b.real)
-            reasons.append(
-                f"as deployed, {view.real_flips} gate decision(s) flipped at gates "
-                f"{_margin_words(golden, real_class)} where a sample first diverged (first in {worst.name})"
-            )
+        reasons += _view_reasons(view, golden, real_class)
         minimum = MIN_TOP1.get(precision.split("-")[0])
         if minimum is not None and view.top1_agreement is not None and view.top1_agreement < minimum:
             reasons.append(f"top-1 agreement as deployed {view.top1_agreement:.2%} is below {minimum:.1%}")
@@ -441,6 +418,27 @@ def compare(
         )
     result.passed = not reasons
     return result
+
+
+def _view_reasons(view: View, golden: Golden, real_class: int) -> list[str]:
+    """Why one run fails: outputs beyond tolerance on the samples it holds, flips of clear gates."""
+    held = "with decisions forced" if view.forced else "as deployed, on samples whose decisions all agree"
+    reasons = [
+        f"{o.name}: {o.failed_elements} element(s) beyond tolerance {held} "
+        f"(max abs {o.max_abs:.3g}, sample {o.worst_sample})"
+        for o in view.outputs
+        if not o.passed
+    ]
+    if view.real_flips:
+        worst = max(view.flips, key=lambda b: b.real)
+        where = (
+            "computed differently from PyTorch" if view.forced else "flipped as deployed, first in a sample,"
+        )
+        reasons.append(
+            f"{view.real_flips} gate decision(s) {where} at gates {_margin_words(golden, real_class)} "
+            f"(first in {worst.name}, samples {worst.samples_with_real_flips[:5]})"
+        )
+    return reasons
 
 
 def _margin_words(golden: Golden, real_class: int) -> str:
