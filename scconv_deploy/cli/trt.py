@@ -315,7 +315,7 @@ exit status: 0 passed, 1 mismatch (a gate flipped away from a tie, or output err
 tolerance), 2 bad input, another TensorRT/GPU than the build's, or no TensorRT/CUDA
 
 examples:
-  scconv-trt verify build/digits.plan        # golden data beside the plan or its ONNX
+  scconv-trt verify build/digits.plan        # with build/digits.verify.plan; golden data beside either
   scconv-trt verify model.plan --golden model.golden.npz --rtol 1e-2
 """
 
@@ -346,7 +346,13 @@ def _no_check(args: argparse.Namespace) -> None:
 
 
 def _run_verify(args: argparse.Namespace) -> int:
-    result, golden = verify_plan(args.plan, args.golden, rtol=args.rtol, atol=args.atol)
+    result, golden = verify_plan(
+        args.plan,
+        args.golden,
+        rtol=args.rtol,
+        atol=args.atol,
+        check_compatibility=not args.no_compat_check,
+    )
     print(f"{args.plan} against {golden}:")
     print(result)
     return EXIT_OK if result.passed else EXIT_CHECK_FAILED
@@ -357,9 +363,11 @@ def add_verify(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
         "verify",
         parents=[common],
         help="check an engine against golden PyTorch data (gate decisions included)",
-        description="Run an engine on golden inputs and compare with PyTorch: gate decision flips are "
-        "counted exactly when the engine was built --debug-gates, otherwise samples holding a gate tie "
-        "are set aside; the rest are compared tightly.",
+        description="Run an engine on golden inputs and compare with PyTorch. With its verification "
+        "twin beside it (MODEL.verify.plan, written by scconv-trt build), the twin runs with PyTorch's "
+        "gate decisions fed in and every sample is compared. The engine itself is compared where its "
+        "decisions agree with PyTorch's (built --debug-gates: counted exactly) or, without gate outputs, "
+        "on the samples holding no gate tie.",
         epilog=_VERIFY_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -368,6 +376,7 @@ def add_verify(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
         "--golden", metavar="FILE", help="golden data (default: beside the plan, else the ONNX)"
     )
     _add_tolerances(parser)
+    _add_compat_override(parser)
     parser.set_defaults(check=_no_check, func=_run_verify)
 
 

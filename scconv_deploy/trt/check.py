@@ -10,11 +10,14 @@ Two engines can be involved:
   precision and profiles: run with PyTorch's decisions fed in, *every* sample is compared.
 
 A check that compared no sample never passes. ``verify_engine`` takes anything with the engine
-contract (``inputs``, ``outputs``, ``infer``), so it is tested without TensorRT.
+contract (``inputs``, ``outputs``, ``infer``), so it is tested without TensorRT. ``verify_plan``
+uses the twin beside a plan (``MODEL.verify.plan``) when there is one, refusing a twin of another
+build of the plan.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,7 +32,7 @@ from ..verify.forced import FORCE_PREFIX
 from ..verify.tolerance import Tolerance, tolerance_for
 from .profile import dims_text
 from .runner import TensorSpec, load_engine
-from .twin import block_list, twin_path
+from .twin import block_list, is_twin, twin_path, twin_tensors
 
 logger = logging.getLogger(__name__)
 
@@ -225,38 +228,40 @@ def verify_plan(
     *,
     rtol: float | None = None,
     atol: float | None = None,
+    check_compatibility: bool = True,
 ) -> tuple[VerificationResult, Path]:
-    """Load a plan (checked against its sidecar) and its twin if present, and verify them."""
+    """Load a plan (checked against its sidecar) and its verification twin if present, and verify them.
+
+    ``check_compatibility=False`` loads both even where their sidecars name another TensorRT
+    release or GPU (a warning; TensorRT decides).
+    """
     plan_path = Path(plan_path)
-    with load_engine(plan_path) as engine:
+    with contextlib.ExitStack() as stack:
+        engine = stack.enter_context(load_engine(plan_path, check_compatibility=check_compatibility))
         sidecar = engine.sidecar
+        if sidecar is not None and is_twin(sidecar):
+            raise VerificationError(
+                f"{plan_path} is a verification twin: verify the engine it was built for, "
+                f"{sidecar['verification_twin']['of']} (the twin is used with it)"
+            )
         path = Path(golden_path) if golden_path is not None else find_golden(plan_path, sidecar)
         golden = Golden.load(path)
         if sidecar is not None:
             check_golden_source(golden, sidecar["onnx"]["metadata"], path)
         precision = sidecar["precision"]["kind"] if sidecar else "FP32"
-        gate_outputs = sidecar.get("gate_outputs") if sidecar else None
+        twin = tensors = None
         twin_file = twin_path(plan_path)
         if twin_file.is_file():
-            with load_engine(twin_file) as twin:
-                twin_sidecar = twin.sidecar or {}
-                tensors = (twin_sidecar.get("force_inputs", []), twin_sidecar.get("mask_outputs", []))
-                result = verify_engine(
-                    engine,
-                    golden,
-                    gate_outputs=gate_outputs,
-                    twin=twin,
-                    twin_tensors=tensors,
-                    precision=precision,
-                    tolerance=engine_tolerance(precision, rtol, atol),
-                )
-        else:
-            result = verify_engine(
-                engine,
-                golden,
-                gate_outputs=gate_outputs,
-                precision=precision,
-                tolerance=engine_tolerance(precision, rtol, atol),
-            )
+            twin = stack.enter_context(load_engine(twin_file, check_compatibility=check_compatibility))
+            tensors = twin_tensors(twin_file, twin.sidecar, plan_path, sidecar)
+        result = verify_engine(
+            engine,
+            golden,
+            gate_outputs=sidecar.get("gate_outputs") if sidecar else None,
+            twin=twin,
+            twin_tensors=tensors,
+            precision=precision,
+            tolerance=engine_tolerance(precision, rtol, atol),
+        )
     logger.info("verified %s against %s: %s", plan_path, path, "passed" if result.passed else "FAILED")
     return result, path

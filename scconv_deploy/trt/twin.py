@@ -39,7 +39,7 @@ from ..gates import MASK_PREFIX
 from ..golden import Golden
 from ..lint.graph import external_location, stored_tensors
 from ..verify.forced import forced_graph
-from .onnx_file import OnnxInput, load_onnx, read_inputs
+from .onnx_file import OnnxInput, file_sha256, load_onnx, read_inputs
 from .plan import BuildPlan, TwinOf, check_outputs
 from .profile import ShapeRange, dims_text
 from .sidecar import BuildInfo, read_sidecar, sidecar_path
@@ -222,3 +222,24 @@ def remove_twin(plan_path: Path) -> Path | None:
     path.unlink(missing_ok=True)
     sidecar_path(path).unlink(missing_ok=True)
     return path
+
+
+def twin_tensors(
+    twin_file: Path, twin: dict[str, Any] | None, plan_path: Path, engine: dict[str, Any] | None
+) -> tuple[list[str], list[str]]:
+    """(force inputs, mask outputs) of the twin at ``twin_file``, refused in one line unless its sidecar
+    ``twin`` says it is the verification twin of the plan at ``plan_path`` (whose sidecar is ``engine``)."""
+    twin = twin or {}
+    of = twin.get("verification_twin")
+    if not of:
+        raise VerificationError(
+            f"{twin_file} is not a verification twin (its sidecar does not say so): remove it, "
+            f"or rebuild {plan_path.name} with scconv-trt build"
+        )
+    same_onnx = engine is None or engine["onnx"]["sha256"] == twin["onnx"]["sha256"]
+    if of.get("plan_sha256") != file_sha256(plan_path) or not same_onnx:
+        raise VerificationError(
+            f"{twin_file} is the verification twin of another build of {plan_path.name}: rebuild both "
+            "with scconv-trt build, or remove the twin"
+        )
+    return list(twin.get("force_inputs", [])), list(twin.get("mask_outputs", []))

@@ -1,14 +1,15 @@
 """The verification twin, MODEL.verify.plan: the engine's ONNX with every SRU mask fed in, built beside it.
 
 Its plan (mask profiles from the golden data's decision shapes), its build through Polygraphy's real
-loaders with the recording TensorRT stand-in, and its use by the check, with
-``trt_standin.OrtPlanEngine`` running each plan's ONNX (or verification graph) in ONNX Runtime,
+loaders with the recording TensorRT stand-in, and its use by the check and by ``scconv-trt verify``
+with ``trt_standin.OrtPlanEngine`` running each plan's ONNX (or verification graph) in ONNX Runtime,
 as the plan's sidecar describes the engine. The golden data is PyTorch's, on real test digits, where
 every sample holds a gate tie. No TensorRT, GPU or PyTorch needed.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from dataclasses import replace
@@ -17,7 +18,7 @@ from pathlib import Path
 import onnx
 import pytest
 
-from scconv_deploy import EngineError
+from scconv_deploy import EngineError, VerificationError
 from scconv_deploy.golden import Golden
 from scconv_deploy.trt import (
     BuildPlan,
@@ -333,3 +334,91 @@ def test_a_failing_twin_build_keeps_the_deployment_engine(demo_onnx, demo_golden
         build_and_verify(plan, demo_golden)
     assert (tmp_path / "m.plan").read_bytes() == trt.plan_bytes
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.plan", "m.plan.json"]  # no temporary files
+
+
+# ---- scconv-trt verify ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def built(demo_onnx, demo_golden, tmp_path, gpu, monkeypatch) -> Path:
+    """m.plan and its twin m.verify.plan, built (stand-in) and checked; ``load_engine`` runs them in ORT."""
+    install(monkeypatch)
+    assert build_and_verify(BuildPlan.from_onnx(demo_onnx("batch"), tmp_path / "m.plan"), demo_golden).ok
+    return tmp_path / "m.plan"
+
+
+@pytest.fixture
+def loads(monkeypatch) -> list[tuple[str, bool]]:
+    """``load_engine`` for ``verify``: each plan as an OrtPlanEngine; records (plan, check_compatibility)."""
+    calls = []
+
+    def load(path, *, check_compatibility=True):
+        calls.append((Path(path).name, check_compatibility))
+        return OrtPlanEngine(path, read_sidecar(path))
+
+    monkeypatch.setattr("scconv_deploy.trt.check.load_engine", load)
+    return calls
+
+
+def test_verify_runs_the_twin_beside_the_plan_on_every_sample(built, demo_golden, capsys, loads):
+    code, out, _ = run_cli(capsys, "verify", built, "--golden", demo_golden)
+    assert code == 0, out
+    assert "verification PASSED" in out
+    assert "22/22 samples compared with PyTorch's gate decisions fed in" in out
+    assert loads == [("m.plan", True), ("m.verify.plan", True)]
+    loads.clear()
+    assert run_cli(capsys, "verify", built, "--golden", demo_golden, "--no-compat-check")[0] == 0
+    assert loads == [("m.plan", False), ("m.verify.plan", False)]  # the override reaches both loads
+
+
+def test_verify_without_the_twin_compares_only_what_the_engine_allows(built, demo_golden, capsys, loads):
+    twin_path(built).unlink()
+    code, out, _ = run_cli(capsys, "verify", built, "--golden", demo_golden)
+    assert code == 1 and "0/22 samples compared" in out and loads == [("m.plan", True)]
+
+
+def _edit_sidecar(plan: Path, edit) -> None:
+    path = plan.with_name(plan.name + ".json")
+    sidecar = json.loads(path.read_text())
+    edit(sidecar)
+    path.write_text(json.dumps(sidecar))
+
+
+def test_a_twin_of_another_build_or_a_file_that_is_no_twin_is_refused_in_one_line(
+    built, demo_golden, capsys, loads
+):
+    twin = twin_path(built)
+    _edit_sidecar(twin, lambda s: s["verification_twin"].update(plan_sha256="0" * 64))
+    code, out, err = run_cli(capsys, "verify", built, "--golden", demo_golden)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert f"{twin} is the verification twin of another build of m.plan: rebuild both" in err
+    code, _, err = run_cli(capsys, "verify", twin, "--golden", demo_golden)
+    assert code == 2 and err.count("\n") == 1
+    assert f"{twin} is a verification twin: verify the engine it was built for, m.plan" in err
+    _edit_sidecar(twin, lambda s: s.update(verification_twin=None))
+    code, _, err = run_cli(capsys, "verify", built, "--golden", demo_golden)
+    assert code == 2 and err.count("\n") == 1 and f"{twin} is not a verification twin" in err
+
+
+def test_golden_data_the_twin_does_not_fit_is_refused_in_one_line(built, golden, tmp_path, capsys, loads):
+    _without_last_block(golden).save(tmp_path / "two.golden.npz")
+    code, _, err = run_cli(capsys, "verify", built, "--golden", tmp_path / "two.golden.npz")
+    assert code == 2 and err.count("\n") == 1
+    assert "the verification twin has 3 forced gates, the golden data 2 blocks" in err
+    narrow = replace(golden, decisions=[golden.decisions[0][:, :16], *golden.decisions[1:]])
+    narrow.save(tmp_path / "narrow.golden.npz")
+    code, _, err = run_cli(capsys, "verify", built, "--golden", tmp_path / "narrow.golden.npz")
+    assert code == 2 and err.count("\n") == 1
+    assert "golden decisions of shape 22x16x32x32 do not fit the verification twin's profile" in err
+    assert loads[-2:] == [("m.plan", True), ("m.verify.plan", True)]
+
+
+def test_verify_engine_refuses_a_twin_of_other_blocks_before_running_anything(built, golden):
+    from scconv_deploy.trt import verify_engine
+
+    engine = OrtPlanEngine(built, read_sidecar(built))
+    twin = OrtPlanEngine(twin_path(built), read_sidecar(twin_path(built)))
+    renamed = ([*FORCE[:2], "force:other"], [*MASKS[:2], "mask:other"])
+    with pytest.raises(VerificationError, match="the verification twin's SCConv blocks"):
+        verify_engine(engine, golden, twin=twin, twin_tensors=renamed)
+    assert engine.batches == [] and twin.batches == []
