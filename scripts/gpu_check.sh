@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command on a machine with an NVIDIA GPU and TensorRT: install the TensorRT extra, export the demo
-# model (FP32, FP16, INT8), build engines, verify them against PyTorch's golden data, benchmark, inspect,
-# and run the TensorRT tests.
+# model (FP32, FP16, INT8), build engines with their verification twins (MODEL.verify.plan: the same
+# ONNX with PyTorch's gate decisions fed in), verify them against PyTorch's golden data on every
+# sample, benchmark, inspect, and run the TensorRT tests.
 #
 #   scripts/gpu_check.sh                                   # from anywhere; uses `python`
 #   TRT_EXTRA=trt10-cu12 scripts/gpu_check.sh              # the extra to install (default: trt11-cu12)
@@ -58,11 +59,14 @@ step export "$PY" -m scconv_deploy.cli.export models/scconv_cnn_digits_seed.pt -
     --calib-data build/digits_test.npy
 step dry-run "${TRT[@]}" build build/digits.onnx --dry-run --batch 1:8:32
 
-# The engine with gate outputs is the one whose gate decisions can be counted; the deployable engine
-# (no extra outputs) is checked by its predictions: on real digits every sample holds a gate tie.
+# Each build writes the deployable engine (the ONNX as given) and its verification twin, and checks
+# both: on real digits every sample holds a gate tie, so only the twin, run with PyTorch's decisions,
+# compares every sample. verify reruns that check from the files. The --debug-gates engine also
+# exposes the deployable engine's own gate values, so its flips are counted too.
+step build-fp32 "${TRT[@]}" build build/digits.onnx --batch 1:8:32 --timing-cache build/tactics.cache
+step verify-fp32 "${TRT[@]}" verify build/digits.plan
 step build-fp32-gates "${TRT[@]}" build build/digits.onnx -o build/digits.gates.plan --batch 1:8:32 \
     --debug-gates --timing-cache build/tactics.cache
-step build-fp32 "${TRT[@]}" build build/digits.onnx --batch 1:8:32 --no-check --timing-cache build/tactics.cache
 step verify-fp32-gates "${TRT[@]}" verify build/digits.gates.plan
 
 # FP16 (gate path kept FP32) and INT8 (Q/DQ) ONNX files, where scconv-export has --precision.
@@ -83,9 +87,11 @@ for kind in fp16 int8; do
     fi
     golden="build/digits.$kind.golden.npz"
     [ -f "$golden" ] || golden=build/digits.golden.npz
+    step "build-$kind" "${TRT[@]}" build "$onnx" --batch 1:8:32 --golden "$golden" \
+        --timing-cache build/tactics.cache
+    step "verify-$kind" "${TRT[@]}" verify "build/digits.$kind.plan" --golden "$golden"
     step "build-$kind-gates" "${TRT[@]}" build "$onnx" -o "build/digits.$kind.gates.plan" --batch 1:8:32 \
         --debug-gates --golden "$golden" --timing-cache build/tactics.cache
-    step "build-$kind" "${TRT[@]}" build "$onnx" --batch 1:8:32 --no-check --timing-cache build/tactics.cache
     step "bench-$kind" "${TRT[@]}" bench "build/digits.$kind.plan" --batch-sizes 1,8,32 --json "$OUT/bench_$kind.json"
 done
 
@@ -99,7 +105,7 @@ step pytest "$PY" -m pytest tests/test_trt_gpu.py tests/deploy -m gpu -rs -q -p 
     echo
     echo "# key lines"
     for log in "$OUT"/build-*.log "$OUT"/verify-*.log; do
-        [ -f "$log" ] && grep -H -E "^built|verification|gate decisions|^  output|^  !|error:" "$log"
+        [ -f "$log" ] && grep -H -E "^built|verification|gate decisions|as deployed|^  output|^  !|error:" "$log"
     done
     for log in "$OUT"/bench-*.log; do
         [ -f "$log" ] && { echo "$log:"; grep -v "^wrote" "$log"; }

@@ -1,8 +1,9 @@
 """The artefacts the deployment-side tests run on, made where PyTorch is: ``python tests/artefacts.py DIR``.
 
 The demo checkpoint exported as scconv-export writes it (dynamic batch, batch+hw, and a static
-batch; and verified FP32, FP16 and INT8 files with their golden data) and the demo's held-out test
-images as uint8 with their labels. The test suite makes them
+batch; verified FP32, FP16 and INT8 files with their golden data; PyTorch's golden data of the
+plain export on real test digits) and the demo's held-out test images as uint8 with their labels.
+The test suite makes them
 itself where PyTorch is installed; a deployment host without it reads them from
 ``$SCCONV_TEST_ARTEFACTS=DIR`` (see tests/conftest.py and .ci/run).
 """
@@ -50,6 +51,28 @@ def export_verified(folder: Path, precision: str = "fp32") -> Path:
     return path
 
 
+GOLDEN_SAMPLES = 22
+
+
+def demo_golden(folder: Path) -> Path:
+    """PyTorch's golden data of the demo's export form on 22 test digits: ``folder/demo.golden.npz``.
+
+    The same for every ``dynamic`` mode (inputs 1 x 32 x 32); every sample holds a gate tie.
+    """
+    from scconv_deploy.checkpoint import load_checkpoint
+    from scconv_deploy.convert import to_deploy
+    from scconv_deploy.datasets import load_digits
+    from scconv_deploy.tap import make_golden
+
+    ckpt = load_checkpoint(DEMO)
+    images, _ = load_digits("test")
+    mean, std = (np.float32(ckpt.meta[k][0]) for k in ("mean", "std"))
+    x = ((images[:GOLDEN_SAMPLES] - mean) / std).astype(np.float32)
+    path = Path(folder) / "demo.golden.npz"
+    make_golden(to_deploy(ckpt.model.eval()), x, ["output"]).save(path)
+    return path
+
+
 def digits_images(split: str = "test") -> tuple[np.ndarray, np.ndarray]:
     """uint8 images (N, 32, 32, 1), as ``--calib-data`` takes them, and labels (N,)."""
     from scconv_deploy.datasets import load_digits
@@ -66,6 +89,7 @@ def main(folder: str) -> None:
     for precision in VERIFIED_PRECISIONS:
         path = export_verified(out, precision)
         print(f"wrote {path}, {path.with_suffix('.golden.npz')}")
+    print(f"wrote {demo_golden(out)}")
     images, labels = digits_images()
     np.save(out / "digits_test.npy", images)
     np.save(out / "digits_test_labels.npy", labels)

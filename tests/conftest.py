@@ -178,6 +178,16 @@ def verified_demo(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def demo_golden(tmp_path_factory) -> Path:
+    """PyTorch's golden data of the seed demo on 22 real test digits (every one holds a gate tie)."""
+    if HAVE_TORCH:
+        from artefacts import demo_golden
+
+        return demo_golden(tmp_path_factory.mktemp("demo-golden"))
+    return artefact("demo.golden.npz")
+
+
+@pytest.fixture(scope="session")
 def digits_test() -> tuple[np.ndarray, np.ndarray]:
     """The demo's held-out test split as uint8 images (N, 32, 32, 1) and their labels."""
     if HAVE_TORCH:

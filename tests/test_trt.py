@@ -20,7 +20,14 @@ from scconv_deploy.datasets import load_digits
 from scconv_deploy.gates import with_gate_outputs
 from scconv_deploy.golden import Golden
 from scconv_deploy.tap import make_golden
-from scconv_deploy.trt import BuildPlan, TensorSpec, find_golden, load_golden_for, verify_engine
+from scconv_deploy.trt import (
+    BuildPlan,
+    TensorSpec,
+    find_golden,
+    load_golden_for,
+    prepare_check,
+    verify_engine,
+)
 from scconv_deploy.verify import forced_graph, tolerance_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -143,9 +150,12 @@ def test_golden_data_is_matched_to_the_plan_before_any_build(demo, demo_hw, gold
     path = tmp_path / "demo.golden.npz"
     golden.save(path)
     assert load_golden_for(BuildPlan.from_onnx(demo), path).samples == 22
-    assert "the check can compare no sample and will fail" in caplog.text
+    setup = prepare_check(BuildPlan.from_onnx(demo), path)
+    assert setup.golden.samples == 22 and setup.twin is not None and caplog.text == ""
+    assert prepare_check(BuildPlan.from_onnx(demo), path, twin=False).twin is None
+    assert "without a verification twin or --debug-gates the check can compare no sample" in caplog.text
     caplog.clear()
-    load_golden_for(BuildPlan.from_onnx(demo, debug_gates=True), path)
+    prepare_check(BuildPlan.from_onnx(demo, debug_gates=True), path, twin=False)
     assert caplog.text == ""
     with pytest.raises(EngineError, match=r"no golden data at .*: pass --golden FILE, or --no-check"):
         load_golden_for(BuildPlan.from_onnx(demo), tmp_path / "missing.npz")

@@ -1,4 +1,5 @@
-"""TensorRT engines of the demo model, built, verified against PyTorch, benchmarked and inspected.
+"""TensorRT engines of the demo model, built with their verification twins, verified against PyTorch on
+every golden sample, benchmarked and inspected.
 
 Needs TensorRT and a CUDA GPU; skipped with the reason otherwise. FP16/INT8 ONNX files come from
 the precision step: build/digits.fp16.onnx and build/digits.int8.onnx (or $SCCONV_FP16_ONNX,
@@ -26,6 +27,7 @@ from scconv_deploy.trt import (
     read_sidecar,
     require_trt_gpu,
     run_batches,
+    twin_path,
     verify_plan,
 )
 
@@ -55,8 +57,17 @@ def work(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def checked_plan(work) -> Path:
+    """The deployable FP32 engine, batch 1..16, and its verification twin, checked at build."""
+    plan = work / "digits.checked.plan"
+    argv = ["build", work / "digits.onnx", "-o", plan, "--batch", "1:8:16", "-q"]
+    assert main([str(a) for a in argv]) == 0
+    return plan
+
+
+@pytest.fixture(scope="module")
 def gates_plan(work) -> Path:
-    """FP32, batch 1..16, gate tensors as outputs, checked at build; fills a timing cache."""
+    """FP32, batch 1..16, gate tensors as outputs, and its twin, checked at build; fills a timing cache."""
     plan = work / "digits.gates.plan"
     argv = ["build", work / "digits.onnx", "-o", plan, "--batch", "1:8:16", "--debug-gates"]
     assert main([str(a) for a in [*argv, "--timing-cache", work / "tactics.cache", "-q"]]) == 0
@@ -88,7 +99,24 @@ def test_fp32_engine_with_gate_outputs_matches_pytorch_with_no_real_flip(gates_p
     assert sidecar["precision"]["kind"] == "FP32" and len(sidecar["gate_outputs"]) == 3
     check = sidecar["verification"]
     assert check["passed"] and check["real_flips"] == 0, check
+    assert check["compared"] == check["samples"] and check["twin"] == "digits.gates.verify.plan"
     assert (work / "tactics.cache").stat().st_size > 0
+
+
+def test_the_deployable_engine_and_its_twin_are_compared_on_every_sample(checked_plan, capsys):
+    engine, twin = read_sidecar(checked_plan), read_sidecar(twin_path(checked_plan))
+    assert engine["outputs"] == ["output"] and engine["verification_twin"] is None
+    assert twin["verification_twin"]["plan_sha256"] == engine["plan"]["sha256"]
+    with load_engine(twin_path(checked_plan)) as loaded:  # TensorRT took the mask profiles
+        for name in twin["force_inputs"]:
+            shapes = twin["profiles"][0][name]
+            assert loaded.inputs[name].min == tuple(shapes["min"])
+            assert loaded.inputs[name].max == tuple(shapes["max"])
+    for check in (engine["verification"], twin["verification"]):
+        assert check["passed"] and check["compared"] == check["samples"] and check["real_flips"] == 0, check
+    assert main(["verify", str(checked_plan)]) == 0
+    out = capsys.readouterr().out
+    assert "verification PASSED" in out and "samples compared with PyTorch's gate decisions fed in" in out
 
 
 def test_verify_counts_gate_flips_of_the_debug_engine(gates_plan, capsys):
@@ -105,7 +133,9 @@ def test_the_deployable_engine_predicts_as_pytorch(plain_plan, work):
         out = run_batches(engine, golden.inputs)["output"]
     agree = (out.argmax(axis=1) == golden.outputs[0].argmax(axis=1)).mean()
     assert agree >= 0.95
-    # Every real digit holds an exact gate tie, so without gate outputs the check is inconclusive, not passed.
+    # Every real digit holds an exact gate tie: without its twin (--no-check built none) and without gate
+    # outputs the check is inconclusive, not passed.
+    assert not twin_path(plain_plan).exists()
     result, _ = verify_plan(plain_plan)
     assert result.flips is None and (result.passed or not result.compared)
 
@@ -196,5 +226,8 @@ def test_reduced_precision_engines_flip_no_gate_decision(kind, tmp_path, capsys)
     code = main([str(a) for a in argv])
     sidecar = read_sidecar(plan)
     assert sidecar["precision"]["kind"] == kind.upper()
-    assert sidecar["verification"]["real_flips"] == 0, capsys.readouterr().out
+    assert read_sidecar(twin_path(plan))["precision"]["kind"] == kind.upper()
+    check = sidecar["verification"]
+    assert check["real_flips"] == 0, capsys.readouterr().out
+    assert check["compared"] == check["samples"] and check["twin"] == f"digits.{kind}.verify.plan"
     assert code == 0, capsys.readouterr().out

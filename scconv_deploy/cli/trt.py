@@ -31,7 +31,7 @@ from ..trt import (
     require_trt_gpu,
     verify_plan,
 )
-from ..trt.pipeline import build_and_verify
+from ..trt.pipeline import build_and_verify, prepare_check
 from ..trt.plan import parse_size
 from ..trt.profile import parse_hw, parse_range, parse_shapes
 from ..trt.sidecar import HARDWARE_LEVELS
@@ -104,9 +104,14 @@ _BUILD_EXAMPLES = """\
 exit status: 0 built and verified (--dry-run: lint clean), 1 lint errors or verification failed
 (a failed engine is still written, for inspection), 2 bad input or no TensorRT/CUDA (one line)
 
+the verification twin: MODEL.verify.plan, built beside the engine from the same ONNX with every SRU
+gate decision fed in as an input (same precision and builder settings), is run with PyTorch's
+decisions, so the check compares every golden sample even where each holds a gate tie; it costs a
+second build. --no-twin skips it; --no-check builds neither the twin nor runs the check.
+
 examples:
-  scconv-trt build build/digits.onnx --dry-run           # the plan, profiles and sidecar; no TensorRT
-  scconv-trt build build/digits.onnx                     # build/digits.plan, checked against PyTorch
+  scconv-trt build build/digits.onnx --dry-run           # the plans, profiles and sidecars; no TensorRT
+  scconv-trt build build/digits.onnx                     # build/digits.plan + digits.verify.plan, checked
   scconv-trt build model.onnx --batch 1:8:32 --hw 224:224:320 --timing-cache build/tactics.cache
   scconv-trt build model.onnx --shapes input:1x3x224x224:8x3x224x224:32x3x320x320 -o model.b32.plan
   scconv-trt build build/digits.onnx --debug-gates -o build/digits.gates.plan  # gate flips counted exactly
@@ -149,6 +154,17 @@ def _golden_for(args: argparse.Namespace) -> Path | None:
     return Path(args.golden) if args.golden is not None else Path(args.model).with_suffix(".golden.npz")
 
 
+def _dry_run(plan: BuildPlan, golden_path: Path | None, twin: bool) -> None:
+    print(plan)
+    if golden_path is None:
+        print("no check (--no-check): no verification twin")
+    elif not golden_path.is_file():
+        print(f"check against {golden_path} (MISSING: pass --golden FILE or --no-check)")
+        print("verification twin: its mask profiles come from the golden data (missing)")
+    else:
+        print(prepare_check(plan, golden_path, twin=twin))
+
+
 def _run_build(args: argparse.Namespace) -> int:
     installed = None if args.dry_run else require_trt_gpu().version
     major, version = _lint_target(args.trt, installed)
@@ -169,10 +185,7 @@ def _run_build(args: argparse.Namespace) -> int:
     )
     golden_path = _golden_for(args)
     if args.dry_run:
-        print(plan)
-        if golden_path is not None:
-            state = "found" if golden_path.is_file() else "MISSING: pass --golden FILE or --no-check"
-            print(f"check against {golden_path} ({state})")
+        _dry_run(plan, golden_path, twin=not args.no_twin)
         return EXIT_OK if plan.lint.ok else EXIT_CHECK_FAILED
     if not plan.lint.ok:
         print(plan.lint)
@@ -182,7 +195,12 @@ def _run_build(args: argparse.Namespace) -> int:
         return EXIT_CHECK_FAILED
     logger.info("%s", plan)
     result = build_and_verify(
-        plan, golden_path, rtol=args.rtol, atol=args.atol, progress=None if args.quiet else sys.stderr
+        plan,
+        golden_path,
+        twin=not args.no_twin,
+        rtol=args.rtol,
+        atol=args.atol,
+        progress=None if args.quiet else sys.stderr,
     )
     print(result)
     return EXIT_OK if result.ok else EXIT_CHECK_FAILED
@@ -208,8 +226,8 @@ def add_build(commands: argparse._SubParsersAction, common: argparse.ArgumentPar
         help="build a TensorRT engine from an ONNX file and check it against PyTorch",
         description="Build a strongly typed TensorRT engine (precision comes from the ONNX: FP32, FP16 "
         "or Q/DQ INT8) with one optimisation profile, write MODEL.plan and MODEL.plan.json (TensorRT "
-        "release, GPU, profiles, ONNX hash and metadata), and verify it against the golden data "
-        "scconv-export wrote beside the ONNX.",
+        "release, GPU, profiles, ONNX hash and metadata), build its verification twin MODEL.verify.plan, "
+        "and verify both against the golden data scconv-export wrote beside the ONNX.",
         epilog=_BUILD_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -259,7 +277,10 @@ def add_build(commands: argparse._SubParsersAction, common: argparse.ArgumentPar
     builder.add_argument(
         "--debug-gates",
         action="store_true",
-        help="expose the SRU gate tensors as engine outputs, so verify counts gate decision flips exactly",
+        help="expose the SRU gate values as outputs of the deployment engine (a debug engine: extra "
+        "outputs, possibly other fusions), so its own gate decisions are counted and every sample whose "
+        "decisions agree with PyTorch's is compared as deployed; the verification twin compares every "
+        "sample either way",
     )
     builder.add_argument(
         "--trt",
@@ -271,7 +292,15 @@ def add_build(commands: argparse._SubParsersAction, common: argparse.ArgumentPar
     check.add_argument(
         "--golden", metavar="FILE", help="golden data (default: MODEL.golden.npz beside the ONNX)"
     )
-    check.add_argument("--no-check", action="store_true", help="do not verify the engine")
+    check.add_argument(
+        "--no-check", action="store_true", help="do not verify the engine (and build no verification twin)"
+    )
+    check.add_argument(
+        "--no-twin",
+        action="store_true",
+        help="build no verification twin (MODEL.verify.plan): the check then holds only the samples the "
+        "deployment engine allows (none where every sample holds a gate tie: it then fails)",
+    )
     _add_tolerances(check)
     parser.add_argument(
         "--dry-run", action="store_true", help="print the plan, lint and sidecar; build nothing"
@@ -286,7 +315,7 @@ exit status: 0 passed, 1 mismatch (a gate flipped away from a tie, or output err
 tolerance), 2 bad input, another TensorRT/GPU than the build's, or no TensorRT/CUDA
 
 examples:
-  scconv-trt verify build/digits.plan        # golden data beside the plan or its ONNX
+  scconv-trt verify build/digits.plan        # with build/digits.verify.plan; golden data beside either
   scconv-trt verify model.plan --golden model.golden.npz --rtol 1e-2
 """
 
@@ -317,7 +346,13 @@ def _no_check(args: argparse.Namespace) -> None:
 
 
 def _run_verify(args: argparse.Namespace) -> int:
-    result, golden = verify_plan(args.plan, args.golden, rtol=args.rtol, atol=args.atol)
+    result, golden = verify_plan(
+        args.plan,
+        args.golden,
+        rtol=args.rtol,
+        atol=args.atol,
+        check_compatibility=not args.no_compat_check,
+    )
     print(f"{args.plan} against {golden}:")
     print(result)
     return EXIT_OK if result.passed else EXIT_CHECK_FAILED
@@ -328,9 +363,11 @@ def add_verify(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
         "verify",
         parents=[common],
         help="check an engine against golden PyTorch data (gate decisions included)",
-        description="Run an engine on golden inputs and compare with PyTorch: gate decision flips are "
-        "counted exactly when the engine was built --debug-gates, otherwise samples holding a gate tie "
-        "are set aside; the rest are compared tightly.",
+        description="Run an engine on golden inputs and compare with PyTorch. With its verification "
+        "twin beside it (MODEL.verify.plan, written by scconv-trt build), the twin runs with PyTorch's "
+        "gate decisions fed in and every sample is compared. The engine itself is compared where its "
+        "decisions agree with PyTorch's (built --debug-gates: counted exactly) or, without gate outputs, "
+        "on the samples holding no gate tie.",
         epilog=_VERIFY_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -339,6 +376,7 @@ def add_verify(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
         "--golden", metavar="FILE", help="golden data (default: beside the plan, else the ONNX)"
     )
     _add_tolerances(parser)
+    _add_compat_override(parser)
     parser.set_defaults(check=_no_check, func=_run_verify)
 
 

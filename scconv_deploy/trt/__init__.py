@@ -2,18 +2,19 @@
 
 from .bench import BenchResult, BenchRow, bench_onnx, bench_plan, measure
 from .build import BuiltEngine, build_engine
-from .check import find_golden, run_batches, twin_path, verify_engine, verify_plan
+from .check import find_golden, run_batches, verify_engine, verify_plan
 from .cuda import CudaDevice, cuda_device, require_cuda
 from .env import INSTALL_TRT, TrtHost, require_tensorrt, require_trt_gpu
 from .inspect import EngineReport, LayerInfo, inspect_plan, layer_info, sidecar_summary
 from .onnx_file import OnnxInput
 from .onnx_precision import Precision, onnx_precision
-from .pipeline import BuildResult, build_and_verify, load_golden_for
+from .pipeline import BuildResult, CheckSetup, build_and_verify, load_golden_for, prepare_check
 from .plan import BuildPlan
 from .profile import ShapeRange, make_profile
 from .progress import BuildProgress
 from .runner import Engine, TensorSpec, load_engine
 from .sidecar import BuildInfo, check_compatible, read_sidecar, sidecar_path, write_engine_files
+from .twin import twin_path, twin_plan
 
 __all__ = [
     "INSTALL_TRT",
@@ -24,6 +25,7 @@ __all__ = [
     "BuildProgress",
     "BuildResult",
     "BuiltEngine",
+    "CheckSetup",
     "CudaDevice",
     "Engine",
     "EngineReport",
@@ -47,6 +49,7 @@ __all__ = [
     "make_profile",
     "measure",
     "onnx_precision",
+    "prepare_check",
     "read_sidecar",
     "require_cuda",
     "require_tensorrt",
@@ -55,6 +58,7 @@ __all__ = [
     "sidecar_path",
     "sidecar_summary",
     "twin_path",
+    "twin_plan",
     "verify_engine",
     "verify_plan",
     "write_engine_files",

@@ -7,6 +7,10 @@ lazily (``require_trt_gpu``). Precision comes from the ONNX: TensorRT 10 parses 
 is deprecated) without it; TF32 stays off (Polygraphy's default). Options are passed only where
 the installed TensorRT has them, otherwise the build stops before it starts, with one line.
 
+A verification twin's plan (``trt.twin``) builds the same way from its verification graph, which
+is written to a temporary file for the parse (``NetworkFromOnnxPath``, as for the ONNX itself:
+external weights resolve beside the model, the flags and ``strongly_typed`` are the same).
+
 Once TensorRT has returned the plan's bytes nothing may lose them: the timing cache is written
 afterwards by this module (a failure there is a warning), and ``BuiltEngine.save`` writes the
 plan and its sidecar together.
@@ -27,6 +31,7 @@ from .env import TrtHost, polygraphy_verbosity, require_trt_gpu, tensorrt_errors
 from .plan import BuildPlan, check_outputs
 from .progress import BuildProgress, progress_monitor
 from .sidecar import HARDWARE_LEVELS, BuildInfo, sha256_bytes, write_engine_files, write_sidecar
+from .twin import onnx_to_parse
 
 logger = logging.getLogger(__name__)
 
@@ -76,12 +81,13 @@ def hardware_level(trt: Any, plan: BuildPlan) -> Any:
     return level
 
 
-def parse_network(host: TrtHost, plan: BuildPlan) -> tuple[Any, Any, Any]:
-    """(builder, network, parser) of the ONNX file; the gate tensors become outputs with ``debug_gates``."""
+def parse_network(host: TrtHost, plan: BuildPlan, onnx_file: Path | None = None) -> tuple[Any, Any, Any]:
+    """(builder, network, parser) of ``onnx_file`` (default: the plan's ONNX); the gate tensors become
+    outputs with ``debug_gates``."""
     from polygraphy.backend.trt import NetworkFromOnnxPath
 
     loader = NetworkFromOnnxPath(
-        str(plan.onnx_path),
+        str(onnx_file or plan.onnx_path),
         flags=parser_flags(host.trt, plan),
         strongly_typed=strongly_typed_flag(host.major),
     )
@@ -160,8 +166,13 @@ def build_engine(plan: BuildPlan, progress: TextIO | None = None) -> BuiltEngine
     check_outputs(plan.engine_path, plan.timing_cache)  # the folders may have changed since the plan
     hardware_level(host.trt, plan)  # an option this TensorRT lacks stops the build before it starts
     start = time.perf_counter()
-    with polygraphy_verbosity(), tensorrt_errors(f"TensorRT could not build {plan.onnx_path}"):
-        builder, network, parser = parse_network(host, plan)
+    what = f"the verification twin of {plan.onnx_path}" if plan.twin_of is not None else str(plan.onnx_path)
+    with (
+        onnx_to_parse(plan) as onnx_file,
+        polygraphy_verbosity(),
+        tensorrt_errors(f"TensorRT could not build {what}"),
+    ):
+        builder, network, parser = parse_network(host, plan, onnx_file)
         config = builder_config(host, plan, builder, network, progress)
         data = serialize(builder, network, parser, config)
     seconds = time.perf_counter() - start

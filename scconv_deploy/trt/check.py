@@ -10,11 +10,14 @@ Two engines can be involved:
   precision and profiles: run with PyTorch's decisions fed in, *every* sample is compared.
 
 A check that compared no sample never passes. ``verify_engine`` takes anything with the engine
-contract (``inputs``, ``outputs``, ``infer``), so it is tested without TensorRT.
+contract (``inputs``, ``outputs``, ``infer``), so it is tested without TensorRT. ``verify_plan``
+uses the twin beside a plan (``MODEL.verify.plan``) when there is one, refusing a twin of another
+build of the plan.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,12 +25,14 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..errors import VerificationError
+from ..gates import MASK_PREFIX
 from ..golden import Golden
 from ..verify import Run, VerificationResult, compare
 from ..verify.forced import FORCE_PREFIX
 from ..verify.tolerance import Tolerance, tolerance_for
 from .profile import dims_text
 from .runner import TensorSpec, load_engine
+from .twin import block_list, is_twin, twin_path, twin_tensors
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +104,30 @@ def _forced_run(twin: EngineLike, golden: Golden, force_inputs: list[str], mask_
     return Run(outputs, [results[n] for n in mask_outputs])
 
 
+def _check_twin(twin: EngineLike, golden: Golden, force_inputs: list[str], mask_outputs: list[str]) -> None:
+    """Refuse a twin whose SCConv blocks or mask profiles are not the golden data's, in one line."""
+    if len(force_inputs) != len(golden.gates) or len(mask_outputs) != len(golden.gates):
+        raise VerificationError(
+            f"the verification twin has {len(force_inputs)} forced gates, the golden data "
+            f"{len(golden.gates)} blocks"
+        )
+    want = [MASK_PREFIX + g.name for g in golden.gates]
+    if mask_outputs != want:
+        raise VerificationError(
+            f"the verification twin's SCConv blocks ({block_list(mask_outputs)}) are not the golden "
+            f"data's ({block_list(want)}): pass the golden file written with its ONNX"
+        )
+    _missing(twin, golden.output_names + mask_outputs + force_inputs, "verification twin")
+    for name, decisions in zip(force_inputs, golden.decisions, strict=True):
+        spec = twin.inputs[name]
+        if not spec.admits((spec.min[0], *decisions.shape[1:])):
+            raise VerificationError(
+                f"golden decisions of shape {dims_text(decisions.shape)} do not fit the verification twin's "
+                f"profile for '{name}' (min {dims_text(spec.min)}, max {dims_text(spec.max)}): rebuild the "
+                "twin from this golden data (scconv-trt build)"
+            )
+
+
 def _missing(engine: EngineLike, names: list[str], what: str) -> None:
     missing = [n for n in names if n not in engine.outputs and n not in engine.inputs]
     if missing:
@@ -129,21 +158,17 @@ def verify_engine(
             f"the engine exposes {len(gate_outputs)} gate tensors, "
             f"the golden data holds {len(golden.gates)} blocks"
         )
-    deployed = forced = None
     if engine is not None:
         _missing(engine, golden.output_names + gate_outputs, "engine")
-        deployed = _deployed_run(engine, golden, gate_outputs)
+    force_inputs: list[str] = []
+    mask_outputs: list[str] = []
     if twin is not None:
         if twin_tensors is None:
             raise VerificationError("the verification twin's force inputs and mask outputs are not known")
-        force_inputs, mask_outputs = twin_tensors
-        if len(force_inputs) != len(golden.gates) or len(mask_outputs) != len(golden.gates):
-            raise VerificationError(
-                f"the verification twin has {len(force_inputs)} forced gates, the golden data "
-                f"{len(golden.gates)} blocks"
-            )
-        _missing(twin, golden.output_names + mask_outputs + force_inputs, "verification twin")
-        forced = _forced_run(twin, golden, force_inputs, mask_outputs)
+        force_inputs, mask_outputs = (list(names) for names in twin_tensors)
+        _check_twin(twin, golden, force_inputs, mask_outputs)
+    deployed = _deployed_run(engine, golden, gate_outputs) if engine is not None else None
+    forced = _forced_run(twin, golden, force_inputs, mask_outputs) if twin is not None else None
     result = compare(golden, forced, deployed, precision=precision.lower(), tolerance=tolerance)
     dtype = (engine or twin).inputs[_network_input(engine or twin)].dtype
     if dtype != golden.inputs.dtype:
@@ -176,15 +201,13 @@ def find_golden(plan_path: Path, sidecar: dict[str, Any] | None) -> Path:
     raise VerificationError(f"no golden data at {' or '.join(map(str, candidates))}: pass --golden FILE")
 
 
-def twin_path(plan_path: Path) -> Path:
-    """Where the verification twin of ``MODEL.plan`` lives: ``MODEL.verify.plan``."""
-    return plan_path.with_suffix(".verify.plan")
-
-
-def verification_record(result: VerificationResult, golden_path: Path) -> dict[str, Any]:
-    """What the sidecar keeps of a verification."""
+def verification_record(
+    result: VerificationResult, golden_path: Path, twin: str | None = None
+) -> dict[str, Any]:
+    """What the sidecar keeps of a verification (``twin``: the verification twin's file, when one ran)."""
     return {
         "golden": str(golden_path),
+        "twin": twin,
         "passed": result.passed,
         "summary": str(result).splitlines()[0],
         "compared": result.compared,
@@ -194,7 +217,8 @@ def verification_record(result: VerificationResult, golden_path: Path) -> dict[s
     }
 
 
-def _tolerance(precision: str, rtol: float | None, atol: float | None) -> Tolerance:
+def engine_tolerance(precision: str, rtol: float | None, atol: float | None) -> Tolerance:
+    """The tolerance of ``precision`` (the engine's ONNX precision), with the user's overrides."""
     return tolerance_for(precision.lower()).with_overrides(rtol, atol)
 
 
@@ -204,38 +228,40 @@ def verify_plan(
     *,
     rtol: float | None = None,
     atol: float | None = None,
+    check_compatibility: bool = True,
 ) -> tuple[VerificationResult, Path]:
-    """Load a plan (checked against its sidecar) and its twin if present, and verify them."""
+    """Load a plan (checked against its sidecar) and its verification twin if present, and verify them.
+
+    ``check_compatibility=False`` loads both even where their sidecars name another TensorRT
+    release or GPU (a warning; TensorRT decides).
+    """
     plan_path = Path(plan_path)
-    with load_engine(plan_path) as engine:
+    with contextlib.ExitStack() as stack:
+        engine = stack.enter_context(load_engine(plan_path, check_compatibility=check_compatibility))
         sidecar = engine.sidecar
+        if sidecar is not None and is_twin(sidecar):
+            raise VerificationError(
+                f"{plan_path} is a verification twin: verify the engine it was built for, "
+                f"{sidecar['verification_twin']['of']} (the twin is used with it)"
+            )
         path = Path(golden_path) if golden_path is not None else find_golden(plan_path, sidecar)
         golden = Golden.load(path)
         if sidecar is not None:
             check_golden_source(golden, sidecar["onnx"]["metadata"], path)
         precision = sidecar["precision"]["kind"] if sidecar else "FP32"
-        gate_outputs = sidecar.get("gate_outputs") if sidecar else None
+        twin = tensors = None
         twin_file = twin_path(plan_path)
         if twin_file.is_file():
-            with load_engine(twin_file) as twin:
-                twin_sidecar = twin.sidecar or {}
-                tensors = (twin_sidecar.get("force_inputs", []), twin_sidecar.get("mask_outputs", []))
-                result = verify_engine(
-                    engine,
-                    golden,
-                    gate_outputs=gate_outputs,
-                    twin=twin,
-                    twin_tensors=tensors,
-                    precision=precision,
-                    tolerance=_tolerance(precision, rtol, atol),
-                )
-        else:
-            result = verify_engine(
-                engine,
-                golden,
-                gate_outputs=gate_outputs,
-                precision=precision,
-                tolerance=_tolerance(precision, rtol, atol),
-            )
+            twin = stack.enter_context(load_engine(twin_file, check_compatibility=check_compatibility))
+            tensors = twin_tensors(twin_file, twin.sidecar, plan_path, sidecar)
+        result = verify_engine(
+            engine,
+            golden,
+            gate_outputs=sidecar.get("gate_outputs") if sidecar else None,
+            twin=twin,
+            twin_tensors=tensors,
+            precision=precision,
+            tolerance=engine_tolerance(precision, rtol, atol),
+        )
     logger.info("verified %s against %s: %s", plan_path, path, "passed" if result.passed else "FAILED")
     return result, path

@@ -72,6 +72,9 @@ def sidecar_summary(sidecar: dict[str, Any]) -> str:
         f"outputs {', '.join(outputs)}" + (f" + {len(gates)} gate tensors (--debug-gates)" if gates else ""),
         f"lint {sidecar['lint']['summary']}",
     ]
+    twin = sidecar.get("verification_twin")
+    if twin:
+        lines.insert(2, f"verification twin of {twin['of']}: the ONNX with every SRU mask fed in")
     check = sidecar.get("verification")
     lines.append(
         f"verification {check['summary']} (golden {check['golden']})"

@@ -7,6 +7,10 @@ build (``trt.build``) executes it.
 
 Precision comes from the ONNX, never from builder flags (TensorRT 11 has none): engines are
 built strongly typed, so an FP16 ONNX gives an FP16 engine and Q/DQ nodes give INT8.
+
+A plan can also describe a *verification twin* (``twin_of``; made by ``trt.twin.twin_plan``): the
+same ONNX with every SRU's mask fed in, built with the same settings, that verification runs with
+PyTorch's gate decisions.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from .._version import __version__
 from ..errors import EngineError
 from ..gates import GATE_METADATA_KEY
 from ..lint import LintReport, lint_onnx
+from ..verify.forced import ForcedGraph
 from .onnx_file import OnnxInput, export_shapes, file_sha256, load_onnx, read_inputs, read_metadata
 from .onnx_precision import Precision, onnx_precision
 from .profile import HW, ShapeRange, Triple, make_profile
@@ -45,6 +50,28 @@ def parse_size(text: str) -> int:
     if size < 1:
         raise EngineError(f"--workspace {text!r} must be positive")
     return size
+
+
+@dataclass(frozen=True)
+class TwinOf:
+    """What a verification twin is built from and for: the verification graph of the deployment
+    engine's ONNX, and that engine (its plan's hash once it is built)."""
+
+    engine_path: Path
+    graph: ForcedGraph
+    engine_sha256: str | None = None
+
+    def sidecar(self, twin_path: Path) -> dict[str, Any]:
+        """The twin's sidecar keys: what it verifies, and the tensors that drive it."""
+        return {
+            "verification_twin": {
+                "of": _relative(self.engine_path, twin_path.parent),
+                "plan_sha256": self.engine_sha256,
+                "graph": "the ONNX with every SRU mask fed in (force inputs) and computed (mask outputs)",
+            },
+            "force_inputs": list(self.graph.force_inputs),
+            "mask_outputs": list(self.graph.mask_outputs),
+        }
 
 
 @dataclass
@@ -68,6 +95,7 @@ class BuildPlan:
     hardware_compatibility: str = "none"  # a key of HARDWARE_LEVELS
     builder_opt_level: int | None = None
     notes: list[str] = field(default_factory=list)
+    twin_of: TwinOf | None = None  # set on the plan of a verification twin
 
     @classmethod
     def from_onnx(
@@ -143,6 +171,7 @@ class BuildPlan:
 
     def sidecar(self, build: BuildInfo | None = None, verification: dict | None = None) -> dict[str, Any]:
         """The sidecar the build writes; without ``build``, the facts only a build knows are None."""
+        twin = {"verification_twin": None} if self.twin_of is None else self.twin_of.sidecar(self.engine_path)
         return {
             "format": SIDECAR_FORMAT,
             "format_version": SIDECAR_VERSION,
@@ -166,8 +195,13 @@ class BuildPlan:
             "outputs": self.engine_outputs,
             "gate_tensors": self.gate_tensors,
             "gate_outputs": self.gate_tensors if self.debug_gates else [],
+            **twin,
             "precision": self.precision.to_dict(),
-            "onnx": {"file": self._onnx_from_engine(), "sha256": self.onnx_sha256, "metadata": self.metadata},
+            "onnx": {
+                "file": _relative(self.onnx_path, self.engine_path.parent),
+                "sha256": self.onnx_sha256,
+                "metadata": self.metadata,
+            },
             "build": {
                 "built_at": build and build.built_at,
                 "seconds": build and round(build.seconds, 3),
@@ -231,7 +265,12 @@ class BuildPlan:
             ("lint", str(self.lint)),
         ]
         width = max(len(k) for k, _ in rows)
-        lines = [f"build plan for {self.onnx_path}"]
+        lines = [
+            f"build plan for {self.onnx_path}"
+            if self.twin_of is None
+            else f"build plan for the verification twin of {self.twin_of.engine_path}: {self.onnx_path} "
+            "with every SRU mask fed in"
+        ]
         lines += [f"  {k:<{width}}  {v}".rstrip().replace("\n", "\n  " + " " * (width + 2)) for k, v in rows]
         lines.append(
             f"sidecar to write ({self.sidecar_path}; TensorRT, GPU and timings are filled in by the build):"
@@ -239,15 +278,13 @@ class BuildPlan:
         lines.append(dump_sidecar(self.sidecar()))
         return "\n".join(lines)
 
-    def _onnx_from_engine(self) -> str:
-        """The ONNX path relative to the engine's directory (absolute where no relative path exists)."""
-        onnx_path = self.onnx_path.resolve()
-        try:
-            return os.path.relpath(onnx_path, self.engine_path.resolve().parent)
-        except ValueError:  # another drive
-            return str(onnx_path)
-
     def _gates_line(self) -> str:
+        if self.twin_of is not None:
+            n = len(self.twin_of.graph.force_inputs)
+            return (
+                f"{n} masks fed in (force:<block> inputs, PyTorch's decisions at verification), "
+                f"the {n} it computes returned (mask:<block> outputs)"
+            )
         if not self.gate_tensors:
             return "none recorded (not an scconv-export ONNX): verify compares outputs only"
         if self.debug_gates:
@@ -266,6 +303,14 @@ _HARDWARE_TEXT = {
     "same-cc": "GPUs of this compute capability (SAME_COMPUTE_CAPABILITY)",
     "ampere+": "any Ampere or newer GPU (AMPERE_PLUS: fewer tactics, possibly slower)",
 }
+
+
+def _relative(path: Path, folder: Path) -> str:
+    """``path`` relative to ``folder`` (absolute where no relative path exists): files that move together."""
+    try:
+        return os.path.relpath(path.resolve(), folder.resolve())
+    except ValueError:  # another drive
+        return str(path.resolve())
 
 
 def check_outputs(engine_path: Path, timing_cache: Path | None) -> None:

@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from scconv_deploy import EngineError
-from scconv_deploy.trt import BuildPlan, BuildProgress, read_sidecar
+from scconv_deploy.trt import BuildPlan, BuildProgress, CheckSetup, read_sidecar
 from scconv_deploy.trt import cuda as trt_cuda
 from scconv_deploy.trt.build import build_engine
 from scconv_deploy.trt.pipeline import build_and_verify
@@ -221,7 +221,9 @@ def test_the_engine_is_on_disk_before_the_check_so_a_failing_check_cannot_lose_i
     demo, tmp_path, gpu, monkeypatch
 ):
     install(monkeypatch)  # its runtime cannot deserialise: loading the engine for the check fails
-    monkeypatch.setattr("scconv_deploy.trt.pipeline.load_golden_for", lambda plan, path: object())
+    monkeypatch.setattr(
+        "scconv_deploy.trt.pipeline.prepare_check", lambda plan, path, twin: CheckSetup(path, object(), None)
+    )
     plan = BuildPlan.from_onnx(demo, tmp_path / "m.plan")
     with pytest.raises(EngineError, match="TensorRT cannot load this plan"):
         build_and_verify(plan, tmp_path / "golden.npz")

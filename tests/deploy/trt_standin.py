@@ -4,9 +4,14 @@
 ``CreateConfig``, ``EngineBytesFromNetwork``, ``EngineFromBytes``) drive exactly as they drive
 TensorRT: every call on the builder, network, parser, config, profile, runtime and timing cache
 is appended to ``journal`` as ``(object, method, args)``, so tests state what TensorRT was asked
-to do. It builds no engine: ``build_serialized_network`` returns ``plan_bytes``. Members a release
-lacks are left out (``without=``), so tests can show that options are passed only where they exist.
-``FakeDriver`` answers the CUDA driver calls of ``scconv_deploy.trt.cuda`` for a chosen GPU.
+to do. Its parser reads the ONNX file it is given (kept in ``parsed``) and gives the network that
+file's inputs, as TensorRT's does. It builds no engine: ``build_serialized_network`` returns
+``plan_bytes`` (``build_error``: raises it; ``fail_build``: raises on that build, counted from 1).
+Members a release lacks are left out (``without=``), so tests can show that options are passed only
+where they exist. ``FakeDriver`` answers the CUDA driver calls of ``scconv_deploy.trt.cuda`` for a
+chosen GPU. ``OrtPlanEngine`` stands in for a built engine: it runs the ONNX its sidecar names (the
+verification graph, for a twin) in ONNX Runtime, with the inputs, profiles and outputs the sidecar
+records.
 """
 
 from __future__ import annotations
@@ -18,8 +23,15 @@ import types
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
+import onnxruntime as ort
 from onnx import TensorProto, helper
+
+from scconv_deploy.gates import with_gate_outputs
+from scconv_deploy.trt import TensorSpec
+from scconv_deploy.trt.runner import check_feed
+from scconv_deploy.verify import forced_graph
 
 
 def run_cli(capsys, *argv: Any) -> tuple[int, str, str]:
@@ -117,6 +129,7 @@ class Parser(_Recorded):
         super().__init__(fake, "parser")
         self.num_errors = 0
         self._flags = 0
+        self._network = network
 
     @property
     def flags(self) -> int:
@@ -129,6 +142,16 @@ class Parser(_Recorded):
 
     def parse_from_file(self, path: str) -> bool:
         self._record("parse_from_file", path)
+        model = onnx.load(path, load_external_data=False)
+        self._fake.parsed.append(model)
+        weights = {t.name for t in model.graph.initializer}
+        network = self._network
+        network.inputs = [
+            _Tensor(v.name, tuple(d.dim_value or -1 for d in v.type.tensor_type.shape.dim))
+            for v in model.graph.input
+            if v.name not in weights
+        ]
+        network.num_inputs = len(network.inputs)
         return True
 
 
@@ -227,7 +250,8 @@ class Builder(_Recorded):
 
     def build_serialized_network(self, network: Network, config: Config) -> Any:
         self._record("build_serialized_network")
-        if self._fake.build_error is not None:
+        builds = len(self._fake.calls("builder", "build_serialized_network"))
+        if self._fake.build_error is not None and self._fake.fail_build in (None, builds):
             raise self._fake.build_error
         return _HostMemory(self._fake.plan_bytes)
 
@@ -272,6 +296,8 @@ class FakeTensorRT(types.ModuleType):
         self.plan_bytes = b"serialized plan"
         self.new_timings = b"+timings"
         self.build_error: BaseException | None = None
+        self.fail_build: int | None = None  # with build_error: the build that fails (None: every one)
+        self.parsed: list[onnx.ModelProto] = []
         self.deserialize_error: BaseException | None = None
         fake = self
         self.Builder = lambda logger: Builder(logger, fake)
@@ -368,3 +394,48 @@ def forget_tensorrt() -> None:
         for value in list(vars(module).values()):
             if type(value).__name__ == "LazyModule" and isinstance(vars(value).get("module"), FakeTensorRT):
                 object.__setattr__(value, "module", None)
+
+
+class OrtPlanEngine:
+    """The engine contract (``inputs``, ``outputs``, ``infer``, ``sidecar``, ``close``) over ONNX Runtime.
+
+    Runs the ONNX the sidecar names (relative to the plan): for a verification twin its verification
+    graph, with ``--debug-gates`` with the gate values exposed. Inputs, profiles, dtypes and outputs
+    are the sidecar's, and feeds are checked as the real engine checks them. ``scale`` multiplies the
+    output named ``output``: an engine that computes wrongly.
+    """
+
+    def __init__(self, plan_path: str | Path, sidecar: dict[str, Any], scale: float = 1.0) -> None:
+        self.name, self.sidecar, self.scale = str(plan_path), sidecar, scale
+        model = onnx.load(str(Path(plan_path).parent / sidecar["onnx"]["file"]))
+        if sidecar.get("verification_twin"):
+            model = forced_graph(model).model
+        if sidecar["gate_outputs"]:
+            model = with_gate_outputs(model)
+        self.session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        (profile,) = sidecar["profiles"]
+        self.inputs = {
+            name: TensorSpec(
+                tuple(r["min"]), tuple(r["opt"]), tuple(r["max"]), np.dtype(sidecar["inputs"][name]["dtype"])
+            )
+            for name, r in profile.items()
+        }
+        self.outputs = list(sidecar["outputs"])
+        self.batches: list[int] = []
+
+    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        arrays = check_feed(self.name, self.inputs, feed)
+        self.batches.append(len(next(iter(arrays.values()))))
+        results = dict(zip(self.outputs, self.session.run(self.outputs, arrays), strict=True))
+        if "output" in results:
+            results["output"] = results["output"] * np.float32(self.scale)
+        return results
+
+    def close(self) -> None:
+        self.session = None
+
+    def __enter__(self) -> OrtPlanEngine:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
