@@ -206,6 +206,7 @@ def export_onnx(
             std,
             need_check=opts.check,
             need_calibration=opts.precision.startswith("int8"),
+            resize=ckpt.meta.get("resize", "stretch"),
         )
     fp32 = _export_graph(network, opts, stages)
     set_metadata(fp32, {**_metadata(network, ckpt, opts, mean, std), "precision": "fp32"})
