@@ -122,7 +122,8 @@ def test_best_pt_exports_verified_from_the_project_folder(yolo_project, spec):
     model = onnx.load(str(result.onnx))
     (output,) = model.graph.output  # the Detect head's tensor, not its (tensor, dict)
     dims = [d.dim_param or d.dim_value for d in output.type.tensor_type.shape.dim]
-    assert dims[1:] == [4 + len(NAMES), anchors(SMALL, SMALL)] and isinstance(dims[0], str)
+    assert dims == [1, 4 + len(NAMES), anchors(SMALL, SMALL)]  # static, as Ultralytics' exporter's default
+    assert report["input"] == {"name": "input", "shape": [1, 3, SMALL, SMALL], "dynamic": "none"}
     meta = {p.key: p.value for p in model.metadata_props}
     assert (meta["task"], meta["stride"], meta["imgsz"]) == ("detect", "32", f"[{SMALL}, {SMALL}]")
     assert meta["names"] == repr(NAMES)
@@ -166,12 +167,23 @@ def test_yolo_predicts_from_the_onnx_with_the_checkpoints_class_names(yolo_proje
     yolo = YOLO(str(result.onnx))
     assert yolo.task == "detect"
     pictures = [image[..., ::-1] for image in draw_images(3, seed=5)]  # Ultralytics takes BGR arrays
-    predictions = yolo.predict(pictures, imgsz=SMALL, conf=0.01, verbose=False)
+    same_size = [image[..., ::-1] for image in draw_images(2, seed=6, size=(96, 160))]
+    predictions = [
+        *yolo.predict(pictures, imgsz=SMALL, conf=0.01, verbose=False),
+        *yolo.predict(pictures[0], imgsz=SMALL, conf=0.01, verbose=False),  # one image: letterboxed
+        *yolo.predict(same_size, imgsz=SMALL, conf=0.01, verbose=False),  # to the input, not to 96 x 128
+    ]
     backend = yolo.predictor.model
     assert backend.names == NAMES and backend.stride == 32 and backend.imgsz == [SMALL, SMALL]
-    assert [p.names for p in predictions] == [NAMES] * 3
-    assert sum(len(p.boxes) for p in predictions) > 0
+    assert [p.names for p in predictions] == [NAMES] * 6
+    assert all(len(p.boxes) > 0 for p in predictions)
     assert {NAMES[int(c)] for p in predictions for c in p.boxes.cls} <= set(NAMES.values())
+
+
+def test_a_dynamic_batch_alone_is_exported_with_a_warning_for_ultralytics_predictor(yolo_project, caplog):
+    result = export(yolo_project, DETECT[0], SMALL, *QUICK, "--dynamic", "batch")
+    assert result.code == 0 and result.report["input"]["dynamic"] == "batch"
+    assert "for YOLO('model.onnx') export with --dynamic none" in caplog.text
 
 
 def test_our_post_processing_is_ultralytics(yolo_project):

@@ -4,6 +4,7 @@ every gate tensor — with the input shape and output names settled before anyth
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -19,6 +20,8 @@ from ..gates import GATE_PREFIX, MASK_PREFIX
 from ..tap import GateTap, flat_outputs
 from .graph import dynamic_axes
 from .options import ExportOptions, parse_input_shape
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -93,6 +96,12 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def default_dynamic(ckpt: Checkpoint) -> str:
+    """The dynamic axes of an export that does not name them: a dynamic batch, except for an
+    Ultralytics network, which gets its own exporter's default, none (see ``deployment_form``)."""
+    return "none" if yolo.is_yolo_model(ckpt.model) else "batch"
+
+
 def deployment_form(
     ckpt: Checkpoint, options: ExportOptions, shape: tuple[int, ...]
 ) -> tuple[nn.Module, dict]:
@@ -100,11 +109,19 @@ def deployment_form(
 
     An Ultralytics YOLO network (recognised by structure) gets its head in export mode — the tensor
     Ultralytics' own exporter writes — and the metadata its ``AutoBackend`` reads; any other network
-    is deployed as it is.
+    is deployed as it is. Ultralytics' ONNX backend takes a graph with a dynamic batch for one
+    whose height and width are dynamic too, and letterboxes a single image to the nearest stride
+    multiple: with ``--dynamic batch`` alone, ``YOLO("model.onnx")`` fails on it (a warning says so).
     """
     model = ckpt.model.eval()
     if not yolo.is_yolo_model(model):
         return model, {}
+    if options.dynamic == "batch":
+        logger.warning(
+            "--dynamic batch: Ultralytics' predictor takes a dynamic batch for dynamic height and width "
+            "too and feeds single images at other sizes; for YOLO('model.onnx') export with --dynamic "
+            "none (its exporter's default) or batch+hw"
+        )
     info = yolo.describe(model)
     recorded = ckpt.meta.get("ultralytics") or {}
     if recorded.get("names"):  # what the checkpoint recorded wins over the network's defaults
