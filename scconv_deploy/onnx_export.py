@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ from .pipeline.graph import (
     simplify,
     torch_export,
 )
-from .pipeline.network import Network, prepare_network
+from .pipeline.network import Network, default_dynamic, prepare_network
 from .pipeline.options import DEFAULT_OPSET, ExportOptions, parse_input_shape
 from .pipeline.result import ExportResult, build_report
 from .precision import PrecisionCheck, check_precision, to_fp16, to_int8
@@ -192,6 +193,8 @@ def export_onnx(
             ckpt = source
         else:
             ckpt = load_checkpoint(source, arch=arch, trust=trust, import_paths=import_paths or ())
+    if opts.dynamic is None:
+        opts = replace(opts, dynamic=default_dynamic(ckpt))
     out_path = Path(output) if output is not None else ckpt.path.with_suffix(".onnx")
     targets = _targets(out_path, opts)
     with stages.stage("convert"):
@@ -206,6 +209,7 @@ def export_onnx(
             std,
             need_check=opts.check,
             need_calibration=opts.precision.startswith("int8"),
+            resize=ckpt.meta.get("resize", "stretch"),
         )
     fp32 = _export_graph(network, opts, stages)
     set_metadata(fp32, {**_metadata(network, ckpt, opts, mean, std), "precision": "fp32"})

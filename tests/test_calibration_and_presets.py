@@ -33,6 +33,27 @@ def test_image_folders_are_read_with_pillow(tmp_path):
     assert got.shape == (2, 3, 8, 8) and np.allclose(got[1], 64 / 255)
 
 
+def test_images_of_any_size_are_brought_to_the_input_one_by_one(tmp_path):
+    from PIL import Image
+
+    Image.fromarray(np.full((8, 16, 3), 255, dtype=np.uint8)).save(tmp_path / "wide.png")
+    Image.fromarray(np.full((32, 8, 3), 0, dtype=np.uint8)).save(tmp_path / "tall.png")
+    stretched, _ = load_inputs(tmp_path, (1, 3, 8, 8), mean=[0.0] * 3, std=[1.0] * 3)
+    assert stretched.shape == (2, 3, 8, 8)
+    assert np.allclose(stretched[0], 0.0) and np.allclose(stretched[1], 1.0)  # sorted: tall, wide
+
+
+def test_letterboxing_keeps_the_aspect_ratio_and_pads_with_grey(tmp_path):
+    wide = np.full((2, 8, 16, 3), 255, dtype=np.uint8)  # fits 8x8 as 4 rows of white, centred
+    np.save(tmp_path / "wide.npy", wide)
+    x, _ = load_inputs(tmp_path / "wide.npy", (1, 3, 8, 8), mean=[0.0] * 3, std=[1.0] * 3, resize="letterbox")
+    grey = 114 / 255
+    assert np.allclose(x[:, :, :2], grey) and np.allclose(x[:, :, 6:], grey)
+    assert np.allclose(x[:, :, 2:6], 1.0)
+    with pytest.raises(ExportError, match="resize='crop' is unknown"):
+        load_inputs(tmp_path / "wide.npy", (1, 3, 8, 8), resize="crop")
+
+
 def test_limit_caps_the_number_of_inputs(tmp_path):
     np.save(tmp_path / "x.npy", np.zeros((10, 1, 32, 32), np.float32))
     assert len(load_inputs(tmp_path / "x.npy", SHAPE, limit=4)[0]) == 4

@@ -138,6 +138,25 @@ def test_mean_and_std_come_together(tmp_path):
         export_onnx(DEMOS["seed"], tmp_path / "x.onnx", mean="0.5")
 
 
+def test_a_network_without_scconv_blocks_is_verified_too(tmp_path):
+    """Its plain twin, say, to compare with: nothing to decide, every output compared."""
+    from scconv_deploy.models import create
+
+    ckpt = save_checkpoint(create("cnn"), tmp_path / "plain.pt", arch="cnn", input_shape=[1, 3, 32, 32])
+    result = export_onnx(ckpt, tmp_path / "plain.onnx", check_samples=8)
+    assert result.verified and result.network.summary.count == 0
+    assert result.verification.compared == 8 and result.verification.gates_compared == 0
+
+
+def test_pytorch_keeps_its_threads_after_an_export(tmp_path, tie_checkpoint):
+    """Conversion probes run single-threaded (tiny tensors); the caller's setting comes back."""
+    import torch
+
+    before = torch.get_num_threads()
+    export_onnx(tie_checkpoint, tmp_path / "t.onnx", check=False)
+    assert torch.get_num_threads() == before
+
+
 def test_the_check_sample_count_follows_the_input_size():
     assert default_check_samples((1, 1, 32, 32)) == 64
     assert default_check_samples((1, 3, 224, 224)) == 26

@@ -205,6 +205,18 @@ def test_int8_calibration_is_cached_until_the_data_changes(fp32, tmp_path, monke
         to_int8(model, calib[:16], cache_dir=tmp_path)
 
 
+@pytest.mark.parametrize("method", ["percentile", "entropy"])
+def test_histogram_calibration_takes_a_number_of_inputs_that_is_no_multiple_of_the_batch(
+    fp32, tmp_path, method
+):
+    """ONNX Runtime's histogram calibrators stack the batches: a short last one must not reach them."""
+    model, golden, (mean, std) = fp32
+    calib = ((load_digits("val")[0][:21] - mean) / std).astype(np.float32)  # batches of 16 and 5
+    q = to_int8(model, calib, method=method, cache_dir=tmp_path)
+    assert Counter(n.op_type for n in q.graph.node)["QuantizeLinear"] > 0
+    assert check_precision(model, q, golden, "int8", counterfactual=False).passed
+
+
 @pytest.mark.parametrize("trt", [10, 11])
 def test_reduced_precision_artefacts_lint_clean(fp32, tmp_path, trt):
     model, _, (mean, std) = fp32

@@ -107,6 +107,8 @@ def test_best_and_last_load_with_trust_and_record_what_they_are(yolo_project, wh
     assert ckpt.meta["input_shape"] == [1, 3, BN_IMGSZ, BN_IMGSZ]
     assert ckpt.meta["class_names"] == ["cat", "dog", "traffic light"]
     assert ckpt.meta["ultralytics"]["task"] == "detect" and ckpt.meta["ultralytics"]["stride"] == 32
+    # pre-processing as Ultralytics feeds it: letterboxed RGB in [0, 1]
+    assert (ckpt.meta["resize"], ckpt.meta["mean"], ckpt.meta["std"]) == ("letterbox", [0.0] * 3, [1.0] * 3)
 
 
 def test_without_trust_the_refusal_names_the_class_the_checkpoint_needs(yolo_project):

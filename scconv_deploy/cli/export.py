@@ -47,7 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="output .onnx path (default: beside the checkpoint)")
     p.add_argument("--preset", help="TOML file of options (see export/); flags override it")
     p.add_argument("--input-shape", help="N,C,H,W (default: the checkpoint's metadata)")
-    p.add_argument("--dynamic", choices=DYNAMIC, help="dynamic axes (default: batch)")
+    p.add_argument(
+        "--dynamic",
+        choices=DYNAMIC,
+        help="dynamic axes (default: batch; none for Ultralytics YOLO checkpoints, as their exporter does)",
+    )
     p.add_argument("--opset", type=int, help=f"ONNX opset (default: {DEFAULT_OPSET})")
     p.add_argument("--exporter", choices=EXPORTERS, help="torch.onnx exporter (default: dynamo)")
     p.add_argument(

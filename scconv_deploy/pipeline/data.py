@@ -25,17 +25,29 @@ class Inputs:
 
 
 def select_inputs(
-    options: ExportOptions, shape: tuple[int, ...], mean, std, *, need_check: bool, need_calibration: bool
+    options: ExportOptions,
+    shape: tuple[int, ...],
+    mean,
+    std,
+    *,
+    need_check: bool,
+    need_calibration: bool,
+    resize: str = "stretch",
 ) -> Inputs:
-    """The check and calibration inputs of an export (see the module docstring)."""
+    """The check and calibration inputs of an export (see the module docstring); images are brought to
+    the input size by ``resize`` ("stretch" or "letterbox", see ``calibration``)."""
     n_check = options.check_samples or default_check_samples(shape)
     check = calib = None
     check_source = calib_source = None
+
+    def load(source, limit: int) -> tuple[np.ndarray, str]:
+        return load_inputs(source, shape, mean, std, limit=limit, resize=resize)
+
     if options.check_data is not None and need_check:
-        check, check_source = load_inputs(options.check_data, shape, mean, std, limit=n_check)
+        check, check_source = load(options.check_data, n_check)
     if need_calibration:
         skip = n_check if need_check and options.check_data is None else 0
-        data, _ = load_inputs(options.calib_data, shape, mean, std, limit=skip + options.calib_samples)
+        data, _ = load(options.calib_data, skip + options.calib_samples)
         if len(data) <= skip:
             raise ExportError(
                 f"--calib-data holds {len(data)} input(s), all taken by the {skip} check samples: INT8 must "
@@ -49,5 +61,5 @@ def select_inputs(
             f", after the {skip} check inputs" if skip else ""
         )
     if need_check and check is None:
-        check, check_source = load_inputs(options.calib_data, shape, mean, std, limit=n_check)
+        check, check_source = load(options.calib_data, n_check)
     return Inputs(check, check_source, calib, calib_source)

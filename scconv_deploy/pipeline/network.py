@@ -3,6 +3,9 @@ every gate tensor — with the input shape and output names settled before anyth
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -17,6 +20,8 @@ from ..gates import GATE_PREFIX, MASK_PREFIX
 from ..tap import GateTap, flat_outputs
 from .graph import dynamic_axes
 from .options import ExportOptions, parse_input_shape
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -75,6 +80,28 @@ def run_once(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return outs
 
 
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """PyTorch's intra-op threads set to ``n`` for a while.
+
+    Conversion probes every SCConv block on a few pixels; on a busy machine each multi-threaded
+    operator on so little data waits for a descheduled worker (16 ms per 1×1 convolution on two
+    shared cores, 0.02 ms on one thread), which made converting a YOLOv8n take 5 s instead of 0.3 s.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def default_dynamic(ckpt: Checkpoint) -> str:
+    """The dynamic axes of an export that does not name them: a dynamic batch, except for an
+    Ultralytics network, which gets its own exporter's default, none (see ``deployment_form``)."""
+    return "none" if yolo.is_yolo_model(ckpt.model) else "batch"
+
+
 def deployment_form(
     ckpt: Checkpoint, options: ExportOptions, shape: tuple[int, ...]
 ) -> tuple[nn.Module, dict]:
@@ -82,11 +109,19 @@ def deployment_form(
 
     An Ultralytics YOLO network (recognised by structure) gets its head in export mode — the tensor
     Ultralytics' own exporter writes — and the metadata its ``AutoBackend`` reads; any other network
-    is deployed as it is.
+    is deployed as it is. Ultralytics' ONNX backend takes a graph with a dynamic batch for one
+    whose height and width are dynamic too, and letterboxes a single image to the nearest stride
+    multiple: with ``--dynamic batch`` alone, ``YOLO("model.onnx")`` fails on it (a warning says so).
     """
     model = ckpt.model.eval()
     if not yolo.is_yolo_model(model):
         return model, {}
+    if options.dynamic == "batch":
+        logger.warning(
+            "--dynamic batch: Ultralytics' predictor takes a dynamic batch for dynamic height and width "
+            "too and feeds single images at other sizes; for YOLO('model.onnx') export with --dynamic "
+            "none (its exporter's default) or batch+hw"
+        )
     info = yolo.describe(model)
     recorded = ckpt.meta.get("ultralytics") or {}
     if recorded.get("names"):  # what the checkpoint recorded wins over the network's defaults
@@ -100,8 +135,9 @@ def prepare_network(ckpt: Checkpoint, options: ExportOptions) -> Network:
     shape = input_shape(options, ckpt)
     model, metadata = deployment_form(ckpt, options, shape)
     example = example_input(shape, options.dynamic)
-    n_out = len(run_once(model, example))
-    deployed = to_deploy(model)
+    n_out = len(run_once(model, example[:1]))  # one sample tells the outputs
+    with torch_threads(1):
+        deployed = to_deploy(model)
     names = ["output"] if n_out == 1 else [f"output_{i}" for i in range(n_out)]
     tap = GateTap(deployed, masks=True).eval()
     return Network(model, deployed, tap, shape, example, names, deploy_summary(deployed), metadata)

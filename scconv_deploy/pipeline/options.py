@@ -53,7 +53,7 @@ class ExportOptions:
     """Every option of one export; ``validate`` refuses bad values with one line naming the option."""
 
     input_shape: tuple[int, ...] | None = None  # default: the checkpoint's metadata
-    dynamic: str = "batch"
+    dynamic: str | None = None  # default: the network's (pipeline.network.default_dynamic)
     opset: int = DEFAULT_OPSET
     exporter: str = "dynamo"
     simplify: bool = True
@@ -95,7 +95,8 @@ class ExportOptions:
             if value not in allowed:
                 raise ExportError(f"{name}={value!r} is unknown: use one of {', '.join(allowed)}")
 
-        choose("dynamic", self.dynamic, DYNAMIC)
+        if self.dynamic is not None:
+            choose("dynamic", self.dynamic, DYNAMIC)
         choose("exporter", self.exporter, EXPORTERS)
         choose("precision", self.precision, PRECISIONS)
         choose("calib_method", self.calib_method, CALIBRATION_METHODS)

@@ -10,7 +10,9 @@
   may flip here;
 * **FP16 emulation** (``emulate_fp16``: every FP16 tensor rounded between operators) held to the
   same criteria — ONNX Runtime's CPU provider computes many FP16 operators in FP32 and so
-  understates FP16 error — and the naive whole-graph FP16 counterfactual, reported.
+  understates FP16 error — and the naive whole-graph FP16 counterfactual, reported;
+* **detections** — for a detector (``verify.detection``), the artefact's detections as deployed
+  against PyTorch's, after the predictor's post-processing: recall, precision, score error.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from ..golden import Golden
 from ..ort_cpu import cpu_session, run_batched
 from ..stages import Stages
 from ..verify import Run, VerificationResult, compare, run_deployed, run_forced, verify_onnx
+from ..verify.detection import DetectionAgreement, detector_agreement
 from ..verify.tolerance import Tolerance
 from .fp16 import emulate_fp16, to_naive_fp16
 from .gate_path import gate_path
@@ -47,6 +50,8 @@ class PrecisionCheck:
     emulation: VerificationResult | None = None
     emulation_block_local: list[BlockLocal] = field(default_factory=list)
     naive: dict[str, VerificationResult] = field(default_factory=dict)  # counterfactual, reported
+    detection: DetectionAgreement | None = None  # a detector's detections as deployed, against PyTorch's
+    emulation_detection: DetectionAgreement | None = None
     passed: bool = False
     reasons: list[str] = field(default_factory=list)
 
@@ -60,17 +65,25 @@ class PrecisionCheck:
             "emulation": self.emulation.to_dict() if self.emulation is not None else None,
             "emulation_block_local": [asdict(b) for b in self.emulation_block_local],
             "naive": {k: _flip_summary(v) for k, v in self.naive.items()},
+            "detection": self.detection.to_dict() if self.detection is not None else None,
+            "emulation_detection": (
+                self.emulation_detection.to_dict() if self.emulation_detection is not None else None
+            ),
         }
 
     def __str__(self) -> str:
         lines = [f"{self.precision.upper()} check {'PASSED' if self.passed else 'FAILED'}"]
         lines += [f"  {line}" for line in str(self.artefact).splitlines()]
         lines.append(f"  block-local (gate path on FP32 inputs): {_local_text(self.block_local)}")
+        if self.detection is not None:
+            lines.append(f"  as deployed, {self.detection.line()}")
         if self.emulation is not None:
             head, *rest = str(self.emulation).splitlines()
             lines.append(f"  FP16 emulation: {head}")
             lines += [f"    {line}" for line in rest]
             lines.append(f"    block-local: {_local_text(self.emulation_block_local)}")
+            if self.emulation_detection is not None:
+                lines.append(f"    {self.emulation_detection.line()}")
         for label, result in self.naive.items():
             s = _flip_summary(result)
             top1 = f", top-1 agreement {s['top1_agreement']:.2%}" if s["top1_agreement"] is not None else ""
@@ -154,11 +167,13 @@ def check_precision(
     """
     stages = stages or Stages()
     runs = 2 * golden.samples  # decisions forced, then as deployed
+    metadata = {p.key: p.value for p in artefact.metadata_props}
     with stages.stage(f"{precision} check", total=runs) as advance:
         result = verify_onnx(artefact, golden, precision=precision, tolerance=tolerance, progress=advance)
+        detection = _detections(golden, result, metadata)
     with stages.stage("gate path on FP32 inputs"):
         inputs = fp32_block_inputs(fp32, golden)
-        check = PrecisionCheck(precision, result, block_local(artefact, golden, inputs))
+        check = PrecisionCheck(precision, result, block_local(artefact, golden, inputs), detection=detection)
     if precision == "fp16":
         with stages.stage("fp16 emulation", total=runs) as advance:
             emulated = emulate_fp16(fp32)
@@ -166,6 +181,7 @@ def check_precision(
                 emulated, golden, precision="fp16", tolerance=tolerance, progress=advance
             )
             check.emulation_block_local = block_local(emulated, golden, inputs, stored_fp16=True)
+            check.emulation_detection = _detections(golden, check.emulation, metadata)
         if counterfactual:
             with stages.stage("naive fp16 counterfactual", total=runs) as advance:
                 for label, model in (
@@ -178,6 +194,11 @@ def check_precision(
                     )
     _judge(check)
     return check
+
+
+def _detections(golden: Golden, result: VerificationResult, metadata: dict) -> DetectionAgreement | None:
+    deployed = result.runs.get("deployed")
+    return detector_agreement(golden, deployed, metadata) if deployed is not None else None
 
 
 def _judge(check: PrecisionCheck) -> None:

@@ -34,13 +34,14 @@ def _fixed_batch(model: onnx.ModelProto) -> int | None:
 
 
 def _chunks(inputs: np.ndarray, batch: int, fixed: int | None) -> list[np.ndarray]:
-    """Calibration batches; for a model of fixed batch, exactly that many rows each (the last
-    chunk filled up with the first inputs again, not with zeros that would skew the ranges)."""
-    if fixed is None:
-        return [inputs[i : i + batch] for i in range(0, len(inputs), batch)]
-    reps = -(-fixed // len(inputs))  # enough copies to fill one batch
+    """Calibration batches, all of one size: the model's fixed batch, else ``batch`` (at most the
+    inputs there are). The last chunk is filled up with the first inputs again, not with zeros
+    that would skew the ranges; equal sizes also keep ONNX Runtime's histogram calibrators
+    (percentile, entropy), which stack the batches, from failing on a short last one."""
+    size = fixed if fixed is not None else min(batch, len(inputs))
+    reps = -(-size // len(inputs))  # enough copies to fill one batch
     padded = np.concatenate([inputs, *([inputs] * reps)])
-    return [padded[i : i + fixed] for i in range(0, len(inputs), fixed)]
+    return [padded[i : i + size] for i in range(0, len(inputs), size)]
 
 
 def _reader(chunks: list[np.ndarray], name: str, progress):

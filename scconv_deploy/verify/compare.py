@@ -290,6 +290,8 @@ def _deployed_flips(
     """
     n = golden.samples
     flipped = _flipped(golden, masks)
+    if not flipped:  # a network without SCConv blocks decides nothing
+        return [], np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
     real = [f & (c >= real_class) for f, c in zip(flipped, golden.classes, strict=True)]
     any_flip = np.stack([f.reshape(n, -1).any(axis=1) for f in flipped], axis=1)
     any_real = np.stack([r.reshape(n, -1).any(axis=1) for r in real], axis=1)

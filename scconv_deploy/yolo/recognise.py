@@ -44,7 +44,7 @@ class YoloInfo:
         return (1, self.channels, *self.imgsz)
 
     def checkpoint_meta(self) -> dict[str, Any]:
-        """Plain values for ``Checkpoint.meta``: input shape, class names and the Ultralytics facts."""
+        """``Checkpoint.meta`` values: input shape, class names, pre-processing, the Ultralytics facts."""
         ultralytics = {
             "task": self.task,
             "names": {str(k): v for k, v in self.names.items()},
@@ -59,9 +59,11 @@ class YoloInfo:
         return {
             "input_shape": list(self.input_shape),
             "class_names": [self.names[i] for i in sorted(self.names)],
-            # Ultralytics feeds RGB scaled to [0, 1] and nothing more: mean 0, std 1
+            # Ultralytics feeds RGB letterboxed to the input size, scaled to [0, 1] and nothing more:
+            # mean 0, std 1
             "mean": [0.0] * self.channels,
             "std": [1.0] * self.channels,
+            "resize": "letterbox",
             "ultralytics": ultralytics,
         }
 
