@@ -1,7 +1,8 @@
 """ONNX node count and export time of one SCConv block, per variant, exporter and form.
 
 Forms: ``public`` (a re-statement of the public SCConv code, as users paste it), ``reference``
-(scconv_deploy.ScConv exported as is) and ``export-form`` (after scconv_deploy.to_deploy).
+(scconv_deploy.ScConv exported as is), ``export-form`` (after scconv_deploy.to_deploy: fast gates)
+and ``exact-gates`` (``to_deploy(gates="exact")``).
 Prints a table and writes JSON.
 
     python benchmarks/block_nodes.py [--channels 64] [--json benchmarks/results/block_nodes.json]
@@ -65,7 +66,8 @@ def main() -> None:
         forms = {
             "public": public[variant].eval(),
             "reference": reference,
-            "export-form": to_deploy(reference),
+            "export-form": to_deploy(reference, gates="fast"),
+            "exact-gates": to_deploy(reference, gates="exact"),
         }
         for exporter in ("legacy", "dynamo"):
             for form, module in forms.items():

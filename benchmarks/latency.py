@@ -5,20 +5,23 @@ order rotating) so that load from other processes hits all of them alike:
 
 * ``plain``  — ``resnet50``;
 * ``naive``  — ``scconv_resnet50`` exported directly (the reference SCConv, no ``to_deploy``);
-* ``deploy`` — ``scconv_resnet50`` through ``to_deploy`` (the export form);
+* ``deploy`` — ``scconv_resnet50`` through ``to_deploy`` (the export form, fast gates);
 * ``deploy+shapes`` — the same ONNX file annotated with ONNX Runtime's symbolic shape inference
   (``onnxruntime.tools.symbolic_shape_infer``; dims stay dynamic). ORT's own inference cannot
   follow H and W through convolutions, and its blocked-layout (NCHWc) pass then cannot prove that
   the residual ``Add`` after each SCConv bottleneck adds equal shapes, so it leaves that ``Add`` and
   the ``Relu`` unfused; the annotation restores the fusion a plain ResNet gets;
+* ``exact+shapes`` — ``to_deploy(gates="exact")``, annotated alike: the gates that decide ties as
+  PyTorch rounds them;
 * ``plain@pinned``, ``deploy@pinned`` — the dynamic files in sessions that pin N, H and W to the
   timed shape (``SessionOptions.add_free_dimension_override_by_name``): what a fixed-shape server
   gets, shape arithmetic folded away.
 
 Reports median and p90 latency per batch size, ratios to ``plain`` (``@pinned`` rows: to
-``plain@pinned``) and to ``naive``, ONNX node counts (whole graph and per SCConv block) and export
-times. Table to stdout, JSON to ``benchmarks/results/latency.json``. Exports go to memory or a
-temporary directory, never the repository.
+``plain@pinned``) and to ``naive``, ONNX node counts (whole graph and per SCConv block, both gate
+forms) and export times, with the CPU's instruction-set flags and the load average before and after.
+Table to stdout, JSON to ``benchmarks/results/latency.json``. Exports go to memory or a temporary
+directory, never the repository.
 
     python benchmarks/latency.py                 # legacy exporter, batch 1 and 8
     python benchmarks/latency.py --quick         # smoke run: few repetitions, batch 1
@@ -28,6 +31,7 @@ temporary directory, never the repository.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -50,6 +54,7 @@ from _ort import (
 )
 
 from scconv_deploy import ExportScConv, deploy_summary, to_deploy
+from scconv_deploy._cpu import cpu_description
 from scconv_deploy.models import create
 from scconv_deploy.models.macs import count_macs
 from scconv_deploy.onnx_export import annotate_shapes
@@ -60,18 +65,24 @@ CANDIDATES = {
     "naive": ("naive", False, "plain"),
     "deploy": ("deploy", False, "plain"),
     "deploy+shapes": ("deploy+shapes", False, "plain"),
+    "exact+shapes": ("exact+shapes", False, "plain"),
     "plain@pinned": ("plain", True, "plain@pinned"),
     "deploy@pinned": ("deploy", True, "plain@pinned"),
 }
 
 
 def build(seed: int) -> dict[str, torch.nn.Module]:
-    """The three models; ``naive`` and ``deploy`` share the same weights."""
+    """The four models; ``naive``, ``deploy`` and ``exact`` share the same weights."""
     torch.manual_seed(seed)
     plain = create("resnet50").eval()
     torch.manual_seed(seed)
     scconv = create("scconv_resnet50").eval()
-    return {"plain": plain, "naive": scconv, "deploy": to_deploy(scconv)}
+    return {
+        "plain": plain,
+        "naive": scconv,
+        "deploy": to_deploy(scconv, gates="fast"),
+        "exact": to_deploy(scconv, gates="exact"),
+    }
 
 
 def block_nodes(model: torch.nn.Module, exporter: str) -> list[dict[str, object]]:
@@ -132,6 +143,8 @@ def main() -> None:
     if args.quick:
         args.repeats, args.warmup, args.batch = 3, 1, [1]
 
+    load_before = list(os.getloadavg())
+    print(f"CPU: {cpu_description()}; load average {load_before[0]:.2f}")
     models = build(args.seed)
     example = torch.randn(1, 3, 224, 224)
     exported, export_s, nodes = {}, {}, {}
@@ -142,7 +155,9 @@ def main() -> None:
         print(f"exported {name:6} with {args.exporter}: {seconds:6.1f} s, {nodes[name]} nodes")
     exported["deploy+shapes"] = with_symbolic_shapes(exported["deploy"])
     nodes["deploy+shapes"] = nodes["deploy"]
-    per_block = block_nodes(models["deploy"], args.exporter)
+    exported["exact+shapes"] = with_symbolic_shapes(exported.pop("exact"))
+    nodes["exact+shapes"] = nodes.pop("exact")
+    per_block = {form: block_nodes(models[form], args.exporter) for form in ("deploy", "exact")}
     so = session_options()
     dynamic = {name: make_session(data, so) for name, data in exported.items()}
 
@@ -206,17 +221,24 @@ def main() -> None:
             ),
         )
     )
-    print("\nSCConv blocks of the deployed model, each exported on its own:")
+    print("\nSCConv blocks of the deployed models, each exported on its own (fast gates | exact gates):")
     print(
         table(
             [
-                (f"C={b['channels']}@{b['size']}²", b["blocks"], b["nodes"], b["nodes_without_constant"])
-                for b in per_block
+                (
+                    f"C={fast['channels']}@{fast['size']}²",
+                    fast["blocks"],
+                    f"{fast['nodes']} | {exact['nodes']}",
+                    f"{fast['nodes_without_constant']} | {exact['nodes_without_constant']}",
+                )
+                for fast, exact in zip(per_block["deploy"], per_block["exact"], strict=True)
             ],
             ("block", "count", "ONNX nodes", "without Constant"),
         )
     )
     print(f"{deploy_summary(models['deploy']).headline()}")
+    load_after = list(os.getloadavg())
+    print(f"CPU: {cpu_description()}; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after")
     write_json(
         args.json,
         {
@@ -227,6 +249,8 @@ def main() -> None:
             "session_options": describe_options(so),
             "pinned_dims": ["N", "H", "W"],
             "environment": environment(),
+            "cpu": cpu_description(),
+            "load_average": {"before": load_before, "after": load_after},
             "gmacs": {k: round(v / 1e9, 3) for k, v in macs.items()},
             "export_s": {k: round(v, 2) for k, v in export_s.items()},
             "onnx_nodes": nodes,

@@ -6,8 +6,11 @@ FusedConv, ...) and sums, per op type, each node's median kernel time over the t
 Profiling adds a little overhead per node; compare op types within one profile, and latencies
 with ``block_latency.py``.
 
+Forms: ``export`` (``to_deploy``, fast gates), ``exact`` (``to_deploy(gates="exact")``), ``naive``
+(the reference exported as is), and ``conv3x3`` (one block) or ``plain`` (``--model``: the plain twin).
+
     python benchmarks/profile_block.py                               # SCConv block, C=64 at 56x56
-    python benchmarks/profile_block.py --channels 256 --size 14 --forms export naive conv3x3
+    python benchmarks/profile_block.py --channels 256 --size 14 --forms export exact naive conv3x3
     python benchmarks/profile_block.py --model scconv_resnet50 --forms export naive
     python benchmarks/profile_block.py --model resnet50 --forms plain
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 from collections import defaultdict
 from pathlib import Path
@@ -25,10 +29,13 @@ import torch
 from _ort import THREADS, export_onnx, make_session, op_counts, session_options, table
 
 from scconv_deploy import VARIANTS, ScConv, to_deploy
+from scconv_deploy._cpu import cpu_description
 from scconv_deploy.models import create
 
-BLOCK_FORMS = ("export", "naive", "conv3x3")
-MODEL_FORMS = ("export", "naive", "plain")
+BLOCK_FORMS = ("export", "exact", "naive", "conv3x3")
+MODEL_FORMS = ("export", "exact", "naive", "plain")
+#: export-form candidates and the gate form ``to_deploy`` builds them with
+DEPLOYED = {"export": "fast", "exact": "exact"}
 
 
 def candidate(form: str, args: argparse.Namespace) -> torch.nn.Module:
@@ -43,7 +50,7 @@ def candidate(form: str, args: argparse.Namespace) -> torch.nn.Module:
         if form == "conv3x3":
             return torch.nn.Conv2d(args.channels, args.channels, 3, padding=1, bias=False).eval()
         model = ScConv(args.channels, **VARIANTS[args.variant]).eval()
-    return to_deploy(model) if form == "export" else model
+    return to_deploy(model, gates=DEPLOYED[form]) if form in DEPLOYED else model
 
 
 def breakdown(events: list[dict], runs: int) -> dict[str, dict[str, float]]:
@@ -102,6 +109,7 @@ def main() -> None:
     x = torch.randn(shape, generator=torch.Generator().manual_seed(1))
     what = args.model or f"one SCConv block ({args.variant}), C={args.channels} at {args.size}x{args.size}"
     print(f"{what}, batch {args.batch}; ORT profiler, {THREADS} threads, level ALL, {args.runs} runs each")
+    print(f"CPU: {cpu_description()}; load average {os.getloadavg()[0]:.2f}")
     models = {form: export_onnx(candidate(form, args), x, args.exporter)[0] for form in forms}
     results = {}
     for form, prof in profile(models, x.numpy(), args.runs, args.warmup).items():
@@ -116,7 +124,9 @@ def main() -> None:
         results[form] = {"total_us": total, "onnx_nodes": onnx_nodes, "ops": prof}
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)}, **results}, indent=2))
+        header = {"args": vars(args) | {"json": str(args.json)}, "cpu": cpu_description()}
+        header["load_average"] = list(os.getloadavg())
+        args.json.write_text(json.dumps({**header, **results}, indent=2))
         print(f"wrote {args.json}")
 
 

@@ -31,6 +31,7 @@ from torch import nn
 from .errors import ConfigError, ConversionError
 from .modules.config import GATES
 from .modules.export_form import ExportCRU, ExportScConv, ExportSRU
+from .modules.gate_forms import DEFAULT_GATE_FORM, check_gate_form
 from .modules.reference import CRU, SRU, GroupBatchnorm2d, ScConv
 from .ties import untie
 
@@ -125,9 +126,9 @@ def _reference_sru(name: str, foreign: nn.Module, gate: str) -> SRU:
     return ours.to(ref.device, ref.dtype) if ref is not None else ours
 
 
-def _convert_sru(name: str, sru: nn.Module) -> ExportSRU:
+def _convert_sru(name: str, sru: nn.Module, gates: str) -> ExportSRU:
     if isinstance(sru, SRU):
-        return ExportSRU.from_reference(sru)
+        return ExportSRU.from_reference(sru, gates=gates)
     # Same structure for both public variants: tell them apart by what the module computes.
     candidates = [_reference_sru(name, sru, gate) for gate in GATES]
     matches = []
@@ -146,7 +147,7 @@ def _convert_sru(name: str, sru: nn.Module) -> ExportSRU:
             f"(hard 'r >= t' masks or soft 'where(r > t, 1, r)'); port it to scconv_deploy.ScConv "
             f"or convert it yourself"
         )
-    return ExportSRU.from_reference(matches[0], origin=_qualname(sru))
+    return ExportSRU.from_reference(matches[0], origin=_qualname(sru), gates=gates)
 
 
 def _convert_cru(name: str, cru: nn.Module) -> ExportCRU:
@@ -177,9 +178,9 @@ def _convert_cru(name: str, cru: nn.Module) -> ExportCRU:
     return export
 
 
-def _convert_block(name: str, block: nn.Module) -> ExportScConv:
+def _convert_block(name: str, block: nn.Module, gates: str) -> ExportScConv:
     if isinstance(block, ScConv):
-        return ExportScConv.from_reference(block)
+        return ExportScConv.from_reference(block, gates=gates)
     if not isinstance(getattr(block, "CRU", None), nn.Module):
         raise ConversionError(
             f"{name}: {_qualname(block)} has 'SRU' and 'GRU' but no 'CRU': that is the public code's "
@@ -195,7 +196,9 @@ def _convert_block(name: str, block: nn.Module) -> ExportScConv:
         raise ConversionError(
             f"{name}: SCConv-like block has extra sub-modules {extra}; not the public SCConv"
         )
-    sru = _convert_sru(f"{name}.SRU", block.SRU)
+    # Checked in the exact form, which decides even the probe's remaining ties as PyTorch does; the
+    # requested form follows from the same constants.
+    sru = _convert_sru(f"{name}.SRU", block.SRU, "exact")
     cru = _convert_cru(f"{name}.CRU", block.CRU)
     if sru.channels != cru.channels:
         raise ConversionError(f"{name}: SRU has {sru.channels} channels but CRU has {cru.channels}")
@@ -211,20 +214,20 @@ def _convert_block(name: str, block: nn.Module) -> ExportScConv:
         raise ConversionError(
             f"{name}: {_qualname(block)} does not compute CRU(SRU(x)); not the public SCConv"
         )
-    return export
+    return ExportScConv(sru.with_gates(gates), cru, origin=export.origin)
 
 
-def _convert(name: str, module: nn.Module) -> nn.Module | None:
+def _convert(name: str, module: nn.Module, gates: str) -> nn.Module | None:
     """The export form of ``module`` if it is an SCConv block or unit, else None."""
     label = name or "<root>"
     if isinstance(module, _EXPORT_TYPES):
         return None
     if isinstance(module, ScConv) or _looks_like_scconv(module):
-        return _convert_block(label, module)
+        return _convert_block(label, module, gates)
     if isinstance(module, SRU) or (
         _looks_like_sru(module) and isinstance(module.gn, (nn.GroupNorm, GroupBatchnorm2d))
     ):
-        return _convert_sru(label, module)
+        return _convert_sru(label, module, gates)
     if isinstance(module, CRU) or (_looks_like_cru(module) and hasattr(module, "up_channel")):
         return _convert_cru(label, module)
     return None
@@ -254,7 +257,7 @@ def _keep_attributes(old: nn.Module, new: nn.Module) -> nn.Module:
     return new
 
 
-def _replace(parent: nn.Module, prefix: str, done: dict[int, nn.Module]) -> None:
+def _replace(parent: nn.Module, prefix: str, done: dict[int, nn.Module], gates: str) -> None:
     # _modules, not named_children(): the latter skips a module's second occurrence.
     for child_name, child in list(parent._modules.items()):
         if child is None:
@@ -263,9 +266,9 @@ def _replace(parent: nn.Module, prefix: str, done: dict[int, nn.Module]) -> None
         if id(child) in done:  # a module shared between two places stays shared
             setattr(parent, child_name, done[id(child)])
             continue
-        new = _convert(name, child)
+        new = _convert(name, child, gates)
         if new is None:
-            _replace(child, name, done)
+            _replace(child, name, done, gates)
         else:
             done[id(child)] = _keep_attributes(child, new)
             setattr(parent, child_name, new)
@@ -308,13 +311,17 @@ def _restore_dtypes(deployed: nn.Module, before: dict[str, torch.dtype]) -> None
     _cast(deployed, {k: d for k, d in before.items() if not any(_under(k, u) for u in units)})
 
 
-def to_deploy(model: nn.Module) -> nn.Module:
+def to_deploy(model: nn.Module, gates: str = DEFAULT_GATE_FORM) -> nn.Module:
     """A copy of ``model`` in eval mode with every SCConv block (and stand-alone SRU/CRU) in export form.
 
+    ``gates`` is the form of the hard gates (``modules.gate_forms``): ``"fast"`` (the default)
+    decides without the sigmoid, ``"exact"`` also decides ties exactly as PyTorch rounds them.
     Raises ``ConversionError`` when a module looks like SCConv but does not compute either
-    public variant. ``model`` itself is not modified. An FP16/BF16 network is converted in FP32
-    and returned in its own dtypes (each export-form unit in the dtype of the block it replaced).
+    public variant, ``ConfigError`` for an unknown ``gates``. ``model`` itself is not modified. An
+    FP16/BF16 network is converted in FP32 and returned in its own dtypes (each export-form unit
+    in the dtype of the block it replaced; a fast gate still decides in FP32).
     """
+    check_gate_form(gates)
     if not isinstance(model, nn.Module):
         raise ConversionError(f"to_deploy expects a torch.nn.Module, got {type(model).__name__}")
     deployed = copy.deepcopy(model).eval()
@@ -324,11 +331,11 @@ def to_deploy(model: nn.Module) -> nn.Module:
         names = ", ".join(sorted({str(before[key]) for key in low}))
         logger.info("to_deploy: converting %s weights in float32, returning them in their dtype", names)
         _cast(deployed, low)
-    root = _convert("", deployed)
+    root = _convert("", deployed, gates)
     if root is not None:
         deployed = _keep_attributes(deployed, root)
     else:
-        _replace(deployed, "", {})
+        _replace(deployed, "", {}, gates)
     if low:
         _restore_dtypes(deployed, before)
     deployed.eval()

@@ -2,7 +2,10 @@
 
 Every SRU of an exported network has two named tensors, recorded in the ONNX metadata:
 
-* the *gate value* ``r = sigmoid(GN(x)·w)`` (``scconv.gate_tensors``) — how close each decision was;
+* the *gate tensor* (``scconv.gate_tensors``) — how close each decision was: the gate value
+  ``r = sigmoid(GN(x)·w)`` of an exact gate, or the decision margin ``q = k·(logit(t) - z)``
+  (``z = GN(x)·w``, ``r = sigmoid(z)``) of a fast hard gate, which decides without the sigmoid
+  (``scconv_deploy.modules.gate_forms``); ``GateSpec.values`` turns either into ``r``;
 * the *mask* (``scconv.mask_tensors``), the float 0/1 tensor that is the gate's only decision:
   ``[r < t]`` for the hard gate (seed variant, whose decision is ``r >= t``) and ``[r > t]`` for
   the soft gate (HEAD variant).
@@ -30,16 +33,34 @@ MASK_PREFIX = "mask:"
 
 @dataclass(frozen=True)
 class GateSpec:
-    """One SRU of a network: where it is and how it decides."""
+    """One SRU of a network: where it is, how it decides, and what its gate tensor holds."""
 
     name: str  # module path of the SRU
     gate: str  # "hard" (r >= t) or "soft" (r > t)
     threshold: float  # float32 value of t
+    #: 0 for an exact gate, whose gate tensor holds r; k > 0 for a fast hard gate, whose gate tensor
+    #: holds q = k·(logit(t) - z) and which decides r >= t as q <= 0.
+    margin_scale: float = 0.0
 
-    def decide(self, r: np.ndarray) -> np.ndarray:
-        """The boolean gate decision ``w1 == 1`` for gate values ``r``, as PyTorch takes it."""
+    @property
+    def fast(self) -> bool:
+        return self.margin_scale > 0
+
+    def values(self, tensor: np.ndarray) -> np.ndarray:
+        """The gate values ``r`` (float32) behind a gate tensor: the tensor itself, or ``sigmoid(z)``."""
+        tensor = np.asarray(tensor)
+        if not self.fast:
+            return tensor
+        t = np.float64(np.float32(self.threshold))
+        z = np.log(t / (1 - t)) - tensor.astype(np.float64) / self.margin_scale
+        return (0.5 + 0.5 * np.tanh(z / 2)).astype(np.float32)  # sigmoid, without overflow
+
+    def decide(self, tensor: np.ndarray) -> np.ndarray:
+        """The boolean gate decision ``w1 == 1`` a gate tensor holds, as its SRU takes it."""
+        if self.fast:
+            return np.asarray(tensor) <= 0  # the mask step(q) is 0
         t = np.float32(self.threshold)
-        return r >= t if self.gate == "hard" else r > t
+        return tensor >= t if self.gate == "hard" else tensor > t
 
     def mask(self, decisions: np.ndarray, dtype: np.dtype = np.float32) -> np.ndarray:
         """The mask tensor the export form computes for these decisions (``[r < t]`` or ``[r > t]``)."""
@@ -61,7 +82,7 @@ def _metadata_list(model: onnx.ModelProto, key: str) -> list[str]:
 
 
 def gate_tensor_names(model: onnx.ModelProto) -> list[str]:
-    """The SRU gate-value tensors of an exported model, in execution order."""
+    """The SRU gate tensors (gate values or decision margins) of an exported model, in execution order."""
     return _metadata_list(model, GATE_METADATA_KEY)
 
 
@@ -80,7 +101,7 @@ def _check_produced(model: onnx.ModelProto, names: list[str]) -> None:
 
 
 def with_gate_outputs(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy of an exported ONNX model whose SRU gate values are graph outputs again."""
+    """A copy of an exported ONNX model whose SRU gate tensors are graph outputs again."""
     names = gate_tensor_names(model)
     _check_produced(model, names)
     return expose_tensors(model, names)

@@ -1,11 +1,12 @@
 """The PyTorch side of golden data: tapping every SRU of a deployed network, and recording it.
 
 ``GateTap(model)`` wraps a network converted by ``to_deploy`` so that its forward returns the
-network's outputs followed by the gate values ``r`` of every SRU and (``masks=True``) each SRU's
-decision mask, in module order — for the feed-forward networks SCConv lives in, the execution
-order. Exported to ONNX it gives the *debug graph*: the deployed graph plus those tensors as
-outputs, which names them (``gate:<module>``, ``mask:<module>``) so that any runtime's decisions
-can be read and the reference's decisions fed back in.
+network's outputs followed by the gate tensor of every SRU (its gate values ``r``, or a fast gate's
+decision margin) and (``masks=True``) each SRU's decision mask, in module order — for the
+feed-forward networks SCConv lives in, the execution order. Exported to ONNX it gives the *debug
+graph*: the deployed graph plus those tensors as outputs, which names them (``gate:<module>``,
+``mask:<module>``) so that any runtime's decisions can be read and the reference's decisions fed
+back in.
 
 ``make_golden`` runs the export form in PyTorch FP32 and records inputs, outputs, decisions and
 margins (``scconv_deploy.golden``); ``conversion_error`` measures the original network against it.
@@ -25,7 +26,7 @@ from .modules.export_form import ExportSRU
 def gate_specs(model: nn.Module) -> list[GateSpec]:
     """Every export-form SRU of ``model``, in module order."""
     return [
-        GateSpec(name, m.gate, float(np.float32(m.gate_treshold)))
+        GateSpec(name, m.gate, float(np.float32(m.gate_treshold)), m.margin_scale)
         for name, m in model.named_modules()
         if isinstance(m, ExportSRU)
     ]
@@ -37,7 +38,11 @@ def flat_outputs(out: object) -> tuple[torch.Tensor, ...]:
 
 
 class GateTap(nn.Module):
-    """``model``'s outputs (flattened to a tuple), then each SRU's gate values, then (``masks``) its masks."""
+    """``model``'s outputs (flattened to a tuple), then each SRU's gate tensor, then (``masks``) its masks.
+
+    A gate tensor holds the gate values ``r`` of an exact gate, the decision margin of a fast one
+    (``GateSpec.values`` turns both into ``r``).
+    """
 
     def __init__(self, model: nn.Module, masks: bool = False) -> None:
         super().__init__()
@@ -98,9 +103,9 @@ def make_golden(
     outputs, values = columns[:n_out], columns[n_out:]
     edges = margin_edges(tie_guard)
     decisions, classes, margins = [], [], []
-    for spec, r in zip(tap.specs, values, strict=True):
-        m = np.abs(r - np.float32(spec.threshold))
-        decisions.append(spec.decide(r))
+    for spec, tensor in zip(tap.specs, values, strict=True):
+        m = np.abs(spec.values(tensor) - np.float32(spec.threshold))
+        decisions.append(spec.decide(tensor))
         classes.append(margin_classes(m, edges))
         margins.append(m.reshape(len(m), -1).min(axis=1))
     margin_table = np.stack(margins, axis=1) if margins else np.zeros((len(inputs), 0), np.float32)

@@ -7,6 +7,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from scconv_deploy.gates import gate_tensor_names
+from scconv_deploy.golden import Golden
 
 
 def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -44,23 +45,34 @@ def scale_last_conv(model: onnx.ModelProto, factor: float) -> onnx.ModelProto:
     return model
 
 
-def shift_sru_norm(model: onnx.ModelProto, amount: float, block: int = 0) -> onnx.ModelProto:
-    """One SRU's norm shift plus ``amount``: ``amount`` added to what its gate's sigmoid reads.
+def shift_sru_norm(model: onnx.ModelProto, amount: float, block: int, golden: Golden) -> onnx.ModelProto:
+    """One SRU's norm shift plus ``amount``: ``amount`` added to its gate's input ``z``.
 
     (The folded shift ``beta·w`` is a constant added after the normalisation; where it is zero the
-    exporter drops the addition, so the tamper adds its own.)
+    exporter drops the addition, so the tamper adds its own.) An exact gate reads ``z`` through its
+    sigmoid; a fast gate's tensor is ``q = k·(logit(t) - z)`` (``k``: the golden data's gate spec),
+    which the shift moves by ``-k·amount``.
     """
     model = _copy(model)
+    spec = golden.gates[block]
+    gate = gate_tensor_names(model)[block]
     producer = {o: n for n in model.graph.node for o in n.output}
-    sigmoid = producer[gate_tensor_names(model)[block]]
+    if spec.fast:
+        return _add_after(model, producer[gate], gate, -spec.margin_scale * amount)
+    sigmoid = producer[gate]
     while sigmoid.op_type != "Sigmoid":  # past an Identity the exporter may put on a named output
         sigmoid = producer[sigmoid.input[0]]
-    z = sigmoid.input[0]
+    return _add_after(model, producer[sigmoid.input[0]], sigmoid.input[0], amount)
+
+
+def _add_after(model: onnx.ModelProto, node: onnx.NodeProto, tensor: str, amount: float) -> onnx.ModelProto:
+    """``model`` with ``amount`` added to ``tensor`` (an output of ``node``) for every consumer."""
+    raw = f"{tensor}__untampered"
+    node.output[:] = [raw if o == tensor else o for o in node.output]
     model.graph.initializer.append(numpy_helper.from_array(np.float32(amount), "tamper_norm_shift"))
-    model.graph.node.append(helper.make_node("Add", [z, "tamper_norm_shift"], ["tamper_z"], name="tamper"))
-    sigmoid.input[0] = "tamper_z"
-    nodes = list(model.graph.node)  # keep the graph topologically sorted: the Add before its sigmoid
-    nodes.insert(nodes.index(sigmoid), nodes.pop())
+    added = helper.make_node("Add", [raw, "tamper_norm_shift"], [tensor], name="tamper")
+    nodes = list(model.graph.node)  # keep the graph topologically sorted: the Add right after its input
+    nodes.insert(nodes.index(node) + 1, added)
     del model.graph.node[:]
     model.graph.node.extend(nodes)
     return model

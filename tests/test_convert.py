@@ -168,7 +168,17 @@ def test_non_module_input_is_refused():
 
 
 def _float_dtypes(module: nn.Module) -> set[torch.dtype]:
-    return {t.dtype for t in [*module.parameters(), *module.buffers()] if t.is_floating_point()}
+    """The dtypes of its floating-point tensors, but for the fast gates' decision constants (FP32 always)."""
+    tensors = [*module.parameters(), *(b for n, b in module.named_buffers() if not _decision_constant(n))]
+    return {t.dtype for t in tensors if t.is_floating_point()}
+
+
+def _decision_constant(name: str) -> bool:
+    return name.rsplit(".", 1)[-1] in ExportSRU.FLOAT32_BUFFERS
+
+
+def _decision_dtypes(module: nn.Module) -> set[torch.dtype]:
+    return {b.dtype for n, b in module.named_buffers() if _decision_constant(n)}
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
@@ -177,6 +187,7 @@ def test_half_precision_networks_convert_and_come_back_in_their_dtype(net, dtype
     deployed = to_deploy(low)
     assert deploy_summary(deployed).count == 3
     assert _float_dtypes(deployed) == {dtype}
+    assert _decision_dtypes(deployed) == {torch.float32}  # a fast gate decides in FP32
     assert {p.dtype for p in low.parameters()} == {dtype}  # the input is untouched
     # Each converted block computes what its original does, up to the rounding of its folded
     # constants to the network's dtype (compared in FP32, away from gate ties).

@@ -107,7 +107,7 @@ def test_golden_data_checks_the_artefact_and_catches_tampering(demo_export, caps
     for tampered in (
         tamper.shift_output(model, 1e-3 * scale),
         tamper.scale_last_conv(model, 1.02),
-        tamper.shift_sru_norm(model, 0.01, block=1),
+        tamper.shift_sru_norm(model, 0.01, 1, golden),
     ):
         bad = out.with_name("tampered.onnx")
         onnx.save(tampered, bad)

@@ -65,8 +65,8 @@ def test_every_sample_is_compared_although_every_sample_holds_a_tie(exported):
 TAMPERS = {
     "output + 1e-3 of max|y|": lambda m, g: tamper.shift_output(m, 1e-3 * float(np.abs(g.outputs[0]).max())),
     "last conv x 1.02": lambda m, g: tamper.scale_last_conv(m, 1.02),
-    "first SRU norm shift + 0.01": lambda m, g: tamper.shift_sru_norm(m, 0.01, block=0),
-    "last SRU norm shift + 0.01": lambda m, g: tamper.shift_sru_norm(m, 0.01, block=-1),
+    "first SRU norm shift + 0.01": lambda m, g: tamper.shift_sru_norm(m, 0.01, 0, g),
+    "last SRU norm shift + 0.01": lambda m, g: tamper.shift_sru_norm(m, 0.01, -1, g),
 }
 
 

@@ -110,9 +110,9 @@ def test_fp16_keeps_decisions_where_naive_fp16_flips_them(fp32):
 
 
 def test_fp16_check_fails_when_the_gate_path_is_off(fp32):
-    """A shift of 0.01 before one SRU's sigmoid: the block-local gate path flips clear decisions."""
+    """A shift of 0.01 of one SRU's gate input: the block-local gate path flips clear decisions."""
     model, golden, _ = fp32
-    check = check_precision(model, tamper.shift_sru_norm(to_fp16(model), 0.01, block=1), golden, "fp16")
+    check = check_precision(model, tamper.shift_sru_norm(to_fp16(model), 0.01, 1, golden), golden, "fp16")
     assert not check.passed
     assert any("gate path fed FP32 inputs flips" in r for r in check.reasons)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from scconv_deploy.convert import to_deploy
 from scconv_deploy.datasets import load_digits
 from scconv_deploy.gates import with_gate_outputs
 from scconv_deploy.golden import Golden
+from scconv_deploy.onnx_export import export_onnx
 from scconv_deploy.tap import make_golden
 from scconv_deploy.trt import (
     BuildPlan,
@@ -48,15 +50,35 @@ def demo_hw(demo_onnx) -> Path:
     return demo_onnx("batch+hw")
 
 
-@pytest.fixture(scope="module")
-def golden() -> Golden:
-    """PyTorch outputs and gate decisions of the demo's export form on 22 real test digits."""
+def _golden(gates: str) -> Golden:
     ckpt = load_checkpoint(DEMO)
     images, _ = load_digits("test")
     x = ((images[:22] - np.float32(ckpt.meta["mean"][0])) / np.float32(ckpt.meta["std"][0])).astype(
         np.float32
     )
-    return make_golden(to_deploy(ckpt.model.eval()), x, ["output"])
+    return make_golden(to_deploy(ckpt.model.eval(), gates=gates), x, ["output"])
+
+
+@pytest.fixture(scope="module")
+def golden() -> Golden:
+    """PyTorch outputs and gate decisions of the demo's export form on 22 real test digits."""
+    return _golden("fast")
+
+
+@pytest.fixture(scope="module")
+def exact_golden() -> Golden:
+    """The same with the exact gates, which decide ties as PyTorch's sigmoid rounds them."""
+    return _golden("exact")
+
+
+@pytest.fixture(scope="module")
+def exact_demo(tmp_path_factory) -> Path:
+    """The demo as scconv-export ships it, with the exact gates."""
+    path = tmp_path_factory.mktemp("exact") / "demo.onnx"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("scconv_deploy.pipeline.network.to_deploy", partial(to_deploy, gates="exact"))
+        export_onnx(DEMO, path, exporter="legacy", dynamic="batch", check=False)
+    return path
 
 
 class OrtEngine:
@@ -115,12 +137,25 @@ def test_a_static_batch_twin_gets_padded_batches(demo, golden):
     assert verify_engine(None, golden, twin=twin, twin_tensors=tensors).passed and twin.batches == [4] * 6
 
 
-def test_an_engine_exposing_its_gates_is_held_where_its_decisions_agree(demo, golden):
+def test_an_engine_exposing_its_gates_is_held_where_its_decisions_agree(exact_demo, exact_golden):
+    """Exact gates: ONNX Runtime's sigmoid rounds some ties the other way than PyTorch's."""
+    engine = OrtEngine(with_gate_outputs(onnx.load(exact_demo)), batch=(1, 8, 8))
+    result = verify_engine(engine, exact_golden, gate_outputs=GATES)
+    assert result.passed, result.reasons
+    assert 0 < result.compared < 22 and result.deployed.flipped > 0  # ties taken the other way
+    assert result.compared == 22 - len(result.deployed.diverged)
+    assert any("no verification twin" in n for n in result.notes)
+
+
+def test_fast_gates_exposed_as_decision_margins_are_read_as_decisions(demo, golden):
+    """Fast gates: the engine's gate tensors are decision margins, decided as the golden data's specs say."""
     engine = OrtEngine(with_gate_outputs(onnx.load(demo)), batch=(1, 8, 8))
     result = verify_engine(engine, golden, gate_outputs=GATES)
     assert result.passed, result.reasons
-    assert 0 < result.compared < 22 and result.deployed.flipped > 0  # ties taken the other way
-    assert any("no verification twin" in n for n in result.notes)
+    assert all(spec.fast for spec in golden.gates)
+    assert result.deployed.gates == sum(d.size for d in golden.decisions)  # every gate read
+    assert result.compared == 22 - len(result.deployed.diverged)
+    assert result.deployed.real_flips == 0
 
 
 def test_without_twin_or_gates_data_where_every_sample_holds_a_tie_cannot_pass(demo, golden):

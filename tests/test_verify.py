@@ -133,3 +133,18 @@ def test_soft_gates_decide_with_a_strict_comparison_and_masks_round_trip():
     for spec in (hard, soft):
         assert spec.decisions(spec.mask(decisions)).tolist() == decisions.tolist()
     assert hard.mask(decisions).tolist() == [0.0, 1.0]  # the hard gate's mask is [r < t]
+
+
+def test_a_fast_gate_spec_reads_decision_margins_as_gate_values_and_decisions(golden, tmp_path):
+    """A fast gate's tensor is q = k·(logit(t) - z): r = sigmoid(z) back, and r >= t where q <= 0."""
+    k = 2.0**-20
+    spec = GateSpec("b.SRU", "hard", 0.3, margin_scale=k)
+    logit_t = np.log(np.float32(0.3) / (1 - np.float32(0.3)))
+    z = np.array([-2.0, logit_t - 1e-3, logit_t, logit_t + 1e-3, 4.0])
+    q = (k * (logit_t - z)).astype(np.float32)
+    assert spec.decide(q).tolist() == [False, False, True, True, True]
+    np.testing.assert_allclose(spec.values(q), 1 / (1 + np.exp(-z)), rtol=1e-6)
+    assert spec.decisions(spec.mask(spec.decide(q))).tolist() == spec.decide(q).tolist()
+    fast = Golden(**{**golden.__dict__, "gates": [spec, golden.gates[1]]})
+    fast.save(tmp_path / "fast.npz")
+    assert Golden.load(tmp_path / "fast.npz").gates[0] == spec  # the golden file keeps the form

@@ -37,12 +37,14 @@ elementwise costs. Folding the SRU's swap into the squeeze convs (two convs on `
 part) was measured too and rejected: the extra multiply-accumulates cost more than the passes
 they save at every ResNet-50 stage shape.
 
-The gate itself keeps the sigmoid: ``sigmoid(z) >= t`` is not the same as ``z >= logit(t)`` in
-float32 (sigmoid rounds to exactly 0.5 for |z| below ~3e-8), and decisions must match PyTorch.
+Gates come in two forms (``gates="exact"|"fast"``, see ``gate_forms``): the exact form keeps the
+sigmoid and decides ties exactly as PyTorch; the fast form decides the hard gate on the norm's own
+affine output, without the sigmoid, and may decide a tie the other way.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
@@ -50,6 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import variant_name
+from .gate_forms import DEFAULT_GATE_FORM, check_gate_form, fast_decision, float32, step
 
 if TYPE_CHECKING:
     from .reference import CRU, SRU, ScConv
@@ -89,19 +92,14 @@ def _conv_with(weight: torch.Tensor, bias: torch.Tensor | None, padding: int) ->
     return conv
 
 
-def step(d: torch.Tensor) -> torch.Tensor:
-    """``[d > 0]`` as float, exactly, for ``-1 < d < 1`` (values are 1 or ±0): ``Ceil(d)``."""
-    return torch.ceil(d)
-
-
 def unbiased_correction(x: torch.Tensor, group_size: int) -> torch.Tensor:
     """``sqrt((n - 1) / n)``, ``n = group_size·H·W``: turns a biased group std into the seed's unbiased one.
 
-    Written as ``sqrt(1 - (1/group_size) / (H·W))``: the graph computes H·W and four scalar ops
+    Written as ``sqrt(1 - (1/group_size) / (H·W))``: the graph computes H·W and three scalar ops
     (the only shape-dependent value of the export form; N, H and W stay dynamic).
     """
     hw = torch.tensor(x.shape[2] * x.shape[3], dtype=x.dtype)
-    return torch.sqrt(1.0 - (1.0 / group_size) / hw)
+    return torch.sqrt(1.0 - torch.div(torch.tensor(1.0 / group_size, dtype=x.dtype), hw))
 
 
 def swap_halves_index(channels: int, device: torch.device | None = None) -> torch.Tensor:
@@ -159,8 +157,28 @@ def softmax_fuse(y1: torch.Tensor, y2: torch.Tensor, channels: int) -> torch.Ten
     return y1 * s1 + y2 * s2
 
 
+def _as_dtype(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``x`` in ``dtype``; ``x`` itself when it has it (exporters would record a no-op Cast)."""
+    return x if x.dtype == dtype else x.to(dtype)
+
+
+def split_by_mask(x: torch.Tensor, below: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The hard gate's ``(x1, x2) = (w1·x, w2·x)`` from its mask ``below = [r < t]`` (0/1 floats)."""
+    x2 = below * x  # its complement r >= t keeps the rest
+    return x - x2, x2  # x - x2 is exactly x or 0
+
+
 class ExportSRU(nn.Module):
-    """SRU in export form. Construct with :meth:`from_reference`."""
+    """SRU in export form. Construct with :meth:`from_reference`.
+
+    ``gates`` picks how a hard gate decides (``gate_forms``): ``"fast"`` without the sigmoid, on
+    the norm's own affine output (``decision_margin``); ``"exact"`` through ``r``, deciding ties as
+    PyTorch does. A soft gate always decides through ``r``, which it needs for its weights.
+    """
+
+    #: Buffers of the fast gate that stay float32 when the unit is cast to another dtype: its
+    #: decision is taken in float32, where the margin scale ``k = 2^-m`` does not underflow.
+    FLOAT32_BUFFERS = ("decision_weight", "decision_bias")
 
     def __init__(
         self,
@@ -172,6 +190,7 @@ class ExportSRU(nn.Module):
         torch_gn: bool,
         eps: float,
         origin: str = "",
+        gates: str = DEFAULT_GATE_FORM,
     ) -> None:
         super().__init__()
         self.register_buffer("scale", scale.detach().clone().reshape(-1))
@@ -183,21 +202,32 @@ class ExportSRU(nn.Module):
         self.group_num = group_num
         self.gate_treshold = float(gate_treshold)
         # The threshold exactly as PyTorch uses it against a float32 gate: rounded to float32.
-        self._t = float(torch.tensor(gate_treshold, dtype=torch.float32))
+        self._t = float32(gate_treshold)
         self.gate = gate
         self.torch_gn = torch_gn
         # nn.GroupNorm: eps inside the sqrt. Seed norm: eps added to the std, so eps**2 inside
         # the sqrt keeps an all-constant group finite (0 / eps) exactly as the seed does.
+        self.eps = float(eps)
         self.norm_eps = eps if torch_gn else eps * eps
         self.origin = origin
-        # Identities that see the gate values and the decision mask the forward uses: forward hooks
+        form = check_gate_form(gates)
+        self.gates = form if gate == "hard" else "exact"  # the soft gate needs r: one form
+        self.margin_scale = 0.0  # k of the fast gate's decision margin; 0 for the exact form
+        if self.gates == "fast":
+            decision = fast_decision(self.scale, self.shift, self._t)
+            # Part of the state: a state dict loaded into this unit must bring its decision along.
+            self.register_buffer("decision_weight", decision.weight.to(self.scale.device))
+            self.register_buffer("decision_bias", decision.bias.to(self.scale.device))
+            self.margin_scale = decision.scale
+        # Identities that see the gate tensor and the decision mask the forward uses: forward hooks
         # on them read both (debug exports name these tensors, so that verification can read every
-        # decision and feed the reference's decisions back in). They export as nothing.
+        # decision and feed the reference's decisions back in). They export as nothing. The gate
+        # tensor is r in the exact form, the decision margin q in the fast one.
         self.gate_probe = nn.Identity()
         self.mask_probe = nn.Identity()
 
     @classmethod
-    def from_reference(cls, sru: SRU, origin: str = "") -> ExportSRU:
+    def from_reference(cls, sru: SRU, origin: str = "", gates: str = DEFAULT_GATE_FORM) -> ExportSRU:
         with torch.no_grad():
             w = sru.gate_weights().reshape(-1)
             scale = sru.gn.weight.reshape(-1) * w
@@ -211,41 +241,81 @@ class ExportSRU(nn.Module):
             torch_gn=sru.torch_gn,
             eps=float(sru.gn.eps),
             origin=origin or f"{type(sru).__module__}.{type(sru).__qualname__}",
+            gates=gates,
         )
 
     @property
     def variant(self) -> str:
         return variant_name(self.gate, self.torch_gn)
 
+    def with_gates(self, gates: str) -> ExportSRU:
+        """This unit with its gate in the form ``gates`` (itself if it has that form already)."""
+        if check_gate_form(gates) == self.gates or self.gate == "soft":
+            return self
+        return type(self)(
+            self.scale,
+            self.shift,
+            self.group_num,
+            self.gate_treshold,
+            self.gate,
+            self.torch_gn,
+            self.eps,
+            self.origin,
+            gates,
+        )
+
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> ExportSRU:
+        """As ``nn.Module._apply``, but the fast gate's buffers only follow the device, not the dtype."""
+        kept = {name: self._buffers[name] for name in self.FLOAT32_BUFFERS if name in self._buffers}
+        super()._apply(fn, recurse)
+        for name, before in kept.items():
+            self._buffers[name] = before.to(self._buffers[name].device)
+        return self
+
+    def _normalised(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """``GN(x)·weight + bias`` (one group norm with that affine); for the seed norm, ``weight``
+        times its unbiased correction."""
+        if not self.torch_gn:
+            weight = weight * unbiased_correction(x, self.channels // self.group_num)
+        return F.group_norm(x, self.group_num, weight, bias, self.norm_eps)
+
+    def gate_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``z = GN(x) * w``, the sigmoid's input (both forms)."""
+        return self._normalised(x, self.scale, self.shift)
+
     def gate_values(self, x: torch.Tensor) -> torch.Tensor:
-        """``r = sigmoid(GN(x) * w)`` computed the export form's way."""
-        if self.torch_gn:
-            scale = self.scale
-        else:
-            scale = self.scale * unbiased_correction(x, self.channels // self.group_num)
-        return torch.sigmoid(F.group_norm(x, self.group_num, scale, self.shift, self.norm_eps))
+        """``r = sigmoid(GN(x) * w)`` computed the export form's way (both forms)."""
+        return torch.sigmoid(self.gate_input(x))
+
+    def decision_margin(self, x: torch.Tensor) -> torch.Tensor:
+        """The fast gate's ``q = k·(logit(t) - z)``, in float32: ``step(q)`` is its mask ``[r < t]``."""
+        return self._normalised(_as_dtype(x, torch.float32), self.decision_weight, self.decision_bias)
 
     def split_by_gate(self, x: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(x1, x2) = (w1 * x, w2 * x)`` for gate values ``r``, with float-only masks.
+        """``(x1, x2) = (w1 * x, w2 * x)`` for gate values ``r``, with float-only masks (exact form).
 
         The mask — the gate's only decision — passes ``mask_probe``: ``[r < t]`` for the hard gate,
         ``[r > t]`` for the soft one (``gates.GateSpec`` converts between masks and decisions).
         """
         if self.gate == "hard":
-            below = self.mask_probe(step(self._t - r))  # [r < t]
-            x2 = below * x  # its complement r >= t keeps the rest
-            return x - x2, x2  # x - x2 is exactly x or 0
+            return split_by_mask(x, self.mask_probe(step(self._t - r)))  # [r < t]
         above = self.mask_probe(step(r - self._t))  # [r > t]
         w1 = torch.maximum(r, above)  # 1 where r > t, else r   (0 <= r <= 1)
         return w1 * x, (w1 - above) * x  # w2: 0 where r > t, else r
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        r = self.gate_probe(self.gate_values(x))
-        x1, x2 = self.split_by_gate(x, r)
+        if self.gates == "fast":
+            q = self.gate_probe(self.decision_margin(x))
+            x1, x2 = split_by_mask(x, self.mask_probe(_as_dtype(step(q), x.dtype)))  # [z < logit(t)]
+        else:
+            x1, x2 = self.split_by_gate(x, self.gate_probe(self.gate_values(x)))
         return x1 + torch.index_select(x2, 1, self.swap_index)
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, variant={self.variant!r}, gate_treshold={self.gate_treshold}"
+        return (
+            f"channels={self.channels}, variant={self.variant!r}, gate_treshold={self.gate_treshold}, "
+            f"gates={self.gates!r}"
+        )
 
 
 class ExportCRU(nn.Module):
@@ -290,9 +360,10 @@ class ExportScConv(nn.Module):
         self.origin = origin or "ScConv"
 
     @classmethod
-    def from_reference(cls, block: ScConv) -> ExportScConv:
+    def from_reference(cls, block: ScConv, gates: str = DEFAULT_GATE_FORM) -> ExportScConv:
         origin = f"{type(block).__module__}.{type(block).__qualname__}"
-        return cls(ExportSRU.from_reference(block.SRU), ExportCRU.from_reference(block.CRU), origin)
+        sru = ExportSRU.from_reference(block.SRU, gates=gates)
+        return cls(sru, ExportCRU.from_reference(block.CRU), origin)
 
     @property
     def variant(self) -> str:

@@ -1,12 +1,15 @@
 """Which nodes of an exported graph make up SCConv's gate path, read off the graph itself.
 
-Starting from each SRU's gate tensor ``r`` (named in the ``scconv.gate_tensors`` metadata):
+Starting from each SRU's gate tensor (named in the ``scconv.gate_tensors`` metadata: the gate value
+``r`` of an exact gate, the decision margin ``q`` of a fast one) and its mask (``scconv.mask_tensors``,
+where the graph records them):
 
-* the *normalisation cone* — nodes walked backwards from ``r`` whose outputs feed nothing but
-  that cone (group-norm statistics, folded affine, the seed norm's shape-derived correction,
-  the sigmoid), stopping at the SRU input ``x``, which also feeds the gating products;
-* the *decision cone* — nodes walked forwards from ``r`` that read only ``r``-derived values or
-  constants (``Sub``/``Sign``/``Relu``, and ``Max``/``Sub`` of the soft gate), stopping where the
+* the *normalisation cone* — nodes walked backwards from the gate tensor and the mask whose
+  outputs feed nothing but that cone (group-norm statistics, folded affine, the seed norm's
+  shape-derived correction, the sigmoid, the step), stopping at the SRU input ``x``, which also
+  feeds the gating products;
+* the *decision cone* — nodes walked forwards from the gate tensor that read only values derived
+  from it or constants (``Sub``/``Ceil``, and ``Max``/``Sub`` of the soft gate), stopping where the
   masks multiply ``x``;
 * each CRU's *softmax chain* — the ``Softmax`` node and the pooling node(s) feeding it.
 
@@ -21,7 +24,7 @@ from dataclasses import dataclass
 import onnx
 
 from ..errors import ExportError
-from ..gates import gate_tensor_names
+from ..gates import MASK_METADATA_KEY, gate_tensor_names, mask_tensor_names
 
 POOLING = {"GlobalAveragePool", "ReduceMean", "AveragePool"}
 # Between the pooling and the softmax: layout-only nodes (a CRU may pool Y1 and Y2 apart and concatenate).
@@ -50,6 +53,8 @@ def ensure_node_names(model: onnx.ModelProto) -> None:
 def gate_path(model: onnx.ModelProto) -> GatePath:
     """The gate path of an ``scconv-export``-ed graph (see the module docstring)."""
     gates = tuple(gate_tensor_names(model))
+    has_masks = any(p.key == MASK_METADATA_KEY for p in model.metadata_props)
+    masks = tuple(mask_tensor_names(model)) if has_masks else (None,) * len(gates)
     ensure_node_names(model)
     graph = model.graph
     producer = {o: n for n in graph.node for o in n.output}
@@ -62,11 +67,15 @@ def gate_path(model: onnx.ModelProto) -> GatePath:
     }
     keep: set[str] = set()
     block_inputs = []
-    for r in gates:
-        if r not in producer:
-            raise ExportError(f"gate tensor {r!r} is not produced by any node (was the graph modified?)")
-        cone = {producer[r].name}
-        frontier = [producer[r]]
+    for r, mask in zip(gates, masks, strict=True):
+        seeds = [t for t in (r, mask) if t is not None]
+        missing = [t for t in seeds if t not in producer]
+        if missing:
+            raise ExportError(
+                f"gate tensor {missing[0]!r} is not produced by any node (was the graph modified?)"
+            )
+        frontier = [producer[t] for t in seeds]
+        cone = {node.name for node in frontier}
         stops = []
         while frontier:  # backwards: include a producer when all its outputs' consumers are in the cone
             node = frontier.pop()
@@ -83,14 +92,16 @@ def gate_path(model: onnx.ModelProto) -> GatePath:
                     stops.append(tensor)
         data_stops = [t for t in stops if t not in constants]
         block_inputs.append(max(set(data_stops), key=data_stops.count) if data_stops else "")
-        derived = {r}
+        derived, reached = {r}, set()
         frontier_t = [r]
         while frontier_t:  # forwards: nodes fed only by r-derived values and constants
             tensor = frontier_t.pop()
             for node in consumers[tensor]:
-                if node.name in cone:
+                if node.name in reached:
                     continue
-                if all(not i or i in derived or i in constants for i in node.input):
+                # the step to the mask is in the cone already (walked back from the mask): it derives too
+                if node.name in cone or all(not i or i in derived or i in constants for i in node.input):
+                    reached.add(node.name)
                     cone.add(node.name)
                     for out in node.output:
                         derived.add(out)

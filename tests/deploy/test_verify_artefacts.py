@@ -47,7 +47,7 @@ def test_a_slightly_changed_fp32_file_fails_with_exit_1(verified_demo, tmp_path,
     changed = {
         "output": lambda: tamper.shift_output(model, 1e-3 * float(np.abs(golden.outputs[0]).max())),
         "conv": lambda: tamper.scale_last_conv(model, 1.02),
-        "sru": lambda: tamper.shift_sru_norm(model, 0.01, block=1),
+        "sru": lambda: tamper.shift_sru_norm(model, 0.01, 1, golden),
     }[how]()
     bad = tmp_path / "changed.onnx"
     onnx.save(changed, bad)
