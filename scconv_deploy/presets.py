@@ -17,6 +17,7 @@ else:  # pragma: no cover
 PRESET_KEYS: dict[str, type | tuple[type, ...]] = {
     "input_shape": (str, list),
     "dynamic": str,
+    "gates": str,
     "opset": int,
     "simplify": bool,
     "check": bool,

@@ -192,3 +192,21 @@ def test_quiet_and_json_runs_write_nothing_to_stderr(tmp_path, tie_checkpoint, c
     assert main([str(tie_checkpoint), "--onnx", "-o", str(tmp_path / "t.onnx"), "--json"]) == 0
     out, err = capsys.readouterr()
     assert err == "" and json.loads(out)["verified"]
+
+
+@pytest.mark.parametrize("gates, sigmoids", [("fast", 0), ("exact", 3)])
+def test_the_gate_form_is_chosen_on_the_command_line_and_recorded(tmp_path, digits_images, gates, sigmoids):
+    """Fast hard gates decide without the sigmoid; exact ones keep it (and PyTorch's tie rounding).
+    Both are verified on every sample; the ONNX metadata says which form it holds."""
+    out = tmp_path / f"{gates}.onnx"
+    argv = [str(DEMOS["seed"]), "--onnx", "-o", str(out), "--gates", gates, "--calib-data", str(digits_images)]
+    assert main([*argv, "--check-samples", "16", "-q"]) == 0
+    model = onnx.load(out)
+    assert {p.key: p.value for p in model.metadata_props}["scconv.gates"] == gates
+    assert sum(n.op_type == "Sigmoid" for n in model.graph.node) == sigmoids  # the seed demo: 3 hard gates
+
+
+def test_an_unknown_gate_form_is_refused_before_any_work(tmp_path, capsys):
+    with pytest.raises(ExportError, match="gates='sharp' is unknown: use one of exact, fast"):
+        export_onnx(DEMOS["seed"], tmp_path / "x.onnx", gates="sharp")
+    assert not list(tmp_path.iterdir())

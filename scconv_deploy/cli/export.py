@@ -11,7 +11,7 @@ import sys
 from ..golden import DEFAULT_TIE_GUARD
 from ..onnx_export import ExportResult, export_onnx
 from ..pipeline.graph import DYNAMIC, EXPORTERS
-from ..pipeline.options import CALIBRATION_METHODS, DEFAULT_OPSET, PRECISIONS
+from ..pipeline.options import CALIBRATION_METHODS, DEFAULT_OPSET, GATE_FORMS, PRECISIONS
 from ..presets import PRESET_KEYS, load_preset
 from ..triton import write_triton_repository
 from ._common import EXIT_CHECK_FAILED, EXIT_OK, add_verbosity, run, setup_logging
@@ -54,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--opset", type=int, help=f"ONNX opset (default: {DEFAULT_OPSET})")
     p.add_argument("--exporter", choices=EXPORTERS, help="torch.onnx exporter (default: dynamo)")
+    p.add_argument(
+        "--gates",
+        choices=GATE_FORMS,
+        help="how hard gates decide: fast, without the sigmoid (default); exact, rounding ties as PyTorch does",
+    )
     p.add_argument(
         "--precision",
         choices=PRECISIONS,

@@ -137,7 +137,7 @@ def prepare_network(ckpt: Checkpoint, options: ExportOptions) -> Network:
     example = example_input(shape, options.dynamic)
     n_out = len(run_once(model, example[:1]))  # one sample tells the outputs
     with torch_threads(1):
-        deployed = to_deploy(model)
+        deployed = to_deploy(model, gates=options.gates)
     names = ["output"] if n_out == 1 else [f"output_{i}" for i in range(n_out)]
     tap = GateTap(deployed, masks=True).eval()
     return Network(model, deployed, tap, shape, example, names, deploy_summary(deployed), metadata)

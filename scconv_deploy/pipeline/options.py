@@ -8,6 +8,7 @@ from typing import Any
 
 from ..errors import ExportError
 from ..golden import DEFAULT_TIE_GUARD
+from ..modules.gate_forms import DEFAULT_GATE_FORM, GATE_FORMS
 from .graph import DYNAMIC, EXPORTERS
 
 DEFAULT_OPSET = 18  # InstanceNormalization-based GroupNorm: parsed by every TensorRT 10/11
@@ -56,6 +57,7 @@ class ExportOptions:
     dynamic: str | None = None  # default: the network's (pipeline.network.default_dynamic)
     opset: int = DEFAULT_OPSET
     exporter: str = "dynamo"
+    gates: str = DEFAULT_GATE_FORM  # how hard gates decide: "fast" (no sigmoid) or "exact" (PyTorch's ties)
     simplify: bool = True
     check: bool = True
     check_data: str | Path | None = None  # default: a held-out part of calib_data
@@ -98,6 +100,7 @@ class ExportOptions:
         if self.dynamic is not None:
             choose("dynamic", self.dynamic, DYNAMIC)
         choose("exporter", self.exporter, EXPORTERS)
+        choose("gates", self.gates, GATE_FORMS)
         choose("precision", self.precision, PRECISIONS)
         choose("calib_method", self.calib_method, CALIBRATION_METHODS)
         if not 9 <= int(self.opset) <= 23:
