@@ -1,13 +1,14 @@
 """FP32 / FP16 (gate path FP32) / naive FP16 / INT8 / INT8 for CPUs of a demo model, on held-out data.
 
-    python benchmarks/precision.py [--variant seed|head]
+    python benchmarks/precision.py [--variant seed|head] [--gates exact|fast]
 
 Every artefact is verified against PyTorch on the whole held-out test split (359 images) with
 PyTorch's gate decisions fed in (largest output error over its channel scale, flips beyond ties),
 and run as deployed (gate flips, top-1 agreement, accuracy). INT8 is judged with Q/DQ semantics
 (ONNX Runtime at graph optimisation "basic": what TensorRT computes, the same on every CPU); the
 "ORT all" column is ONNX Runtime's own fused kernels on *this* CPU, whose flags are printed. INT8 is
-calibrated on the validation split. Table to stdout, JSON to benchmarks/results/.
+calibrated on the validation split. ``--gates`` picks the hard gates' form (default: the export's
+default, exact). Table to stdout, JSON to benchmarks/results/precision_<variant>[_fast].json.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import onnxruntime as ort
 from scconv_deploy._cpu import cpu_description, cpu_flags
 from scconv_deploy.datasets import load_digits
 from scconv_deploy.golden import Golden
+from scconv_deploy.modules.gate_forms import DEFAULT_GATE_FORM, GATE_FORMS
 from scconv_deploy.onnx_export import export_onnx
 from scconv_deploy.ort_cpu import cpu_session
 from scconv_deploy.precision import check_precision, emulate_fp16, to_fp16, to_int8, to_naive_fp16
@@ -104,18 +106,19 @@ def print_table(rows: list[dict]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--variant", choices=["seed", "head"], default="seed")
+    ap.add_argument("--gates", choices=GATE_FORMS, default=DEFAULT_GATE_FORM)
     args = ap.parse_args()
     ckpt = ROOT / "models" / f"scconv_cnn_digits_{args.variant}.pt"
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "demo.onnx"
-        export_onnx(ckpt, out, check=False)
+        export_onnx(ckpt, out, check=False, gates=args.gates)
         props = {p.key: p.value for p in onnx.load(out).metadata_props}
         mean, std = json.loads(props["mean"])[0], json.loads(props["std"])[0]
         xt, yt = load_digits("test")
         xv, _ = load_digits("val")
         xt, xv = ((xt - mean) / std).astype(np.float32), ((xv - mean) / std).astype(np.float32)
         np.save(Path(tmp) / "test.npy", xt)
-        export_onnx(ckpt, out, calib_data=Path(tmp) / "test.npy", check_samples=len(xt))
+        export_onnx(ckpt, out, calib_data=Path(tmp) / "test.npy", check_samples=len(xt), gates=args.gates)
         fp32, golden = onnx.load(out), Golden.load(out.with_suffix(".golden.npz"))
         fp16_model = to_fp16(fp32)
         fp16 = check_precision(fp32, fp16_model, golden, "fp16")
@@ -147,7 +150,7 @@ def main() -> None:
             row("int8-cpu (7-bit weights)", int8_cpu.artefact, cpu_model, xt, yt, True),
         ]
     print(
-        f"scconv_cnn_digits_{args.variant}, held-out test split ({len(yt)} images); "
+        f"scconv_cnn_digits_{args.variant}, {args.gates} gates, held-out test split ({len(yt)} images); "
         f"{golden.samples} samples x {sum(d[0].size for d in golden.decisions):,} gates"
     )
     print(f"CPU: {cpu_description()}; ONNX Runtime {ort.__version__}")
@@ -155,10 +158,12 @@ def main() -> None:
     for label, check in (("int8", int8), ("int8-cpu", int8_cpu)):
         for note in check.artefact.notes:
             print(f"{label}: {note}")
-    result = ROOT / "benchmarks" / "results" / f"precision_{args.variant}.json"
+    suffix = "" if args.gates == DEFAULT_GATE_FORM else f"_{args.gates}"
+    result = ROOT / "benchmarks" / "results" / f"precision_{args.variant}{suffix}.json"
     result.write_text(
         json.dumps(
             {
+                "gates": args.gates,
                 "rows": rows,
                 "samples": golden.samples,
                 "gates_per_run": fp16.artefact.forced.gates,

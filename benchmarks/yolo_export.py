@@ -27,9 +27,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from yolo_project import Spec, YoloProject, ultralytics_env, write_images  # noqa: E402
-
 from scconv_deploy._cpu import cpu_description  # noqa: E402
+
+from yolo_project import Spec, YoloProject, ultralytics_env, write_images  # noqa: E402
 
 SPECS = (
     Spec("v8", "seed", "bottleneck"),
@@ -63,7 +63,9 @@ def run_export(project: YoloProject, spec: Spec, size: int, precision: str, imag
         "check_samples": (report.get("check") or {}).get("samples"),
         "verified": report.get("verified"),
         "stages_s": report.get("stages"),
-        "error": done.stderr.strip().splitlines()[-1] if done.returncode not in (0, 1) and done.stderr else None,
+        "error": done.stderr.strip().splitlines()[-1]
+        if done.returncode not in (0, 1) and done.stderr
+        else None,
     }
 
 
@@ -87,7 +89,8 @@ def main() -> None:
                 r = rows[-1]
                 print(
                     f"{r['network']:<24} {r['precision']:<5} exit {r['exit']}  {r['wall_s']:6.1f} s  "
-                    f"samples {r['check_samples']}  verified {r['verified']}" + (f"  {r['error']}" if r["error"] else ""),
+                    f"samples {r['check_samples']}  verified {r['verified']}"
+                    + (f"  {r['error']}" if r["error"] else ""),
                     flush=True,
                 )
     result = {
@@ -98,13 +101,23 @@ def main() -> None:
         "runs": rows,
     }
     print(f"\n{cpu_description()}; load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}")
-    print(f"| network | precision | {args.size}² wall (s) | within {TARGET_S:.0f} s | check samples | verified | slowest stages |")
+    columns = ["network", "precision", f"{args.size}² wall (s)", f"within {TARGET_S:.0f} s"]
+    print("| " + " | ".join([*columns, "check samples", "verified", "slowest stages"]) + " |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         stages = sorted((r["stages_s"] or {}).items(), key=lambda kv: -kv[1])[:3]
         slow = ", ".join(f"{k} {v:.1f}" for k, v in stages)
         within = "yes" if r["exit"] == 0 and r["wall_s"] <= TARGET_S else "no"
-        print(f"| {r['network']} | {r['precision']} | {r['wall_s']:.1f} | {within} | {r['check_samples']} | {r['verified']} | {slow} |")
+        cells = [
+            r["network"],
+            r["precision"],
+            f"{r['wall_s']:.1f}",
+            within,
+            r["check_samples"],
+            r["verified"],
+            slow,
+        ]
+        print("| " + " | ".join(map(str, cells)) + " |")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.json}")

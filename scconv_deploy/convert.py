@@ -314,8 +314,8 @@ def _restore_dtypes(deployed: nn.Module, before: dict[str, torch.dtype]) -> None
 def to_deploy(model: nn.Module, gates: str = DEFAULT_GATE_FORM) -> nn.Module:
     """A copy of ``model`` in eval mode with every SCConv block (and stand-alone SRU/CRU) in export form.
 
-    ``gates`` is the form of the hard gates (``modules.gate_forms``): ``"fast"`` (the default)
-    decides without the sigmoid, ``"exact"`` also decides ties exactly as PyTorch rounds them.
+    ``gates`` is the form of the hard gates (``modules.gate_forms``): ``"exact"`` (the default)
+    decides ties exactly as PyTorch rounds them, ``"fast"`` decides without the sigmoid.
     Raises ``ConversionError`` when a module looks like SCConv but does not compute either
     public variant, ``ConfigError`` for an unknown ``gates``. ``model`` itself is not modified. An
     FP16/BF16 network is converted in FP32 and returned in its own dtypes (each export-form unit

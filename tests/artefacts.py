@@ -20,14 +20,15 @@ DEMO = ROOT / "models" / "scconv_cnn_digits_seed.pt"
 DYNAMIC_MODES = ("batch", "batch+hw", "none")
 
 
-#: The plain demo artefacts keep the exact gates: ONNX Runtime's sigmoid then takes some of PyTorch's
-#: ties the other way, the divergence the tests of decisions as deployed need (with the default fast
+#: The plain demo artefacts have exact gates (the default), whose ties ONNX Runtime's sigmoid takes
+#: differently from PyTorch's: the divergence the tests of decisions as deployed need (with fast
 #: gates, ONNX Runtime decides every gate of these digits as PyTorch does).
 DEMO_GATES = "exact"
 
 
 def export_demo(folder: Path, dynamic: str = "batch") -> Path:
-    """The seed demo in export form (exact gates), legacy exporter, no check: ``folder/demo-{dynamic}.onnx``."""
+    """The seed demo in export form (exact gates), legacy exporter, unchecked:
+    ``folder/demo-{dynamic}.onnx``."""
     from scconv_deploy.onnx_export import export_onnx
 
     path = Path(folder) / f"demo-{dynamic}.onnx"
@@ -61,7 +62,8 @@ GOLDEN_SAMPLES = 22
 
 
 def demo_golden(folder: Path) -> Path:
-    """PyTorch's golden data of the demo's export form (exact gates) on 22 test digits: ``folder/demo.golden.npz``.
+    """PyTorch's golden data of the demo's export form (exact gates) on 22 test digits:
+    ``folder/demo.golden.npz``.
 
     The same for every ``dynamic`` mode (inputs 1 x 32 x 32); every sample holds a gate tie.
     """

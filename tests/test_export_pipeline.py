@@ -199,7 +199,16 @@ def test_the_gate_form_is_chosen_on_the_command_line_and_recorded(tmp_path, digi
     """Fast hard gates decide without the sigmoid; exact ones keep it (and PyTorch's tie rounding).
     Both are verified on every sample; the ONNX metadata says which form it holds."""
     out = tmp_path / f"{gates}.onnx"
-    argv = [str(DEMOS["seed"]), "--onnx", "-o", str(out), "--gates", gates, "--calib-data", str(digits_images)]
+    argv = [
+        str(DEMOS["seed"]),
+        "--onnx",
+        "-o",
+        str(out),
+        "--gates",
+        gates,
+        "--calib-data",
+        str(digits_images),
+    ]
     assert main([*argv, "--check-samples", "16", "-q"]) == 0
     model = onnx.load(out)
     assert {p.key: p.value for p in model.metadata_props}["scconv.gates"] == gates

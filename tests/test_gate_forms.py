@@ -147,6 +147,6 @@ def test_an_unknown_gate_form_is_refused():
         ExportScConv.from_reference(ScConv(16), gates="sigmoid-free")
 
 
-def test_the_fast_gate_is_the_default():
+def test_the_exact_gate_is_the_default():
     deployed = to_deploy(ScConv(16))
-    assert deployed.SRU.gates == "fast" and gate_margins(deployed, random_input((1, 16, 4, 4), 9)).shape
+    assert deployed.SRU.gates == "exact" and gate_margins(deployed, random_input((1, 16, 4, 4), 9)).shape

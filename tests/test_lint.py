@@ -463,6 +463,21 @@ def test_the_export_form_of_a_scconv_block_lints_clean(export_form, major):
     assert report.findings == [], str(report)
 
 
+@pytest.mark.parametrize("major, warned", [(10, True), (11, False)])
+def test_fast_gates_warn_against_weakly_typed_fp16_builds_on_tensorrt_10(major, warned):
+    """A fast gate's margin is scaled below FP16's normal range: TensorRT 10's weakly typed --fp16 would
+    decide it in FP16. The exact form, and TensorRT 11 (strongly typed only), get no warning."""
+    fast = legacy_export(to_deploy(ScConv(32), gates="fast"))
+    helper.set_model_props(fast, {"scconv.gates": "fast"})  # what scconv-export records
+    found = [f for f in lint_onnx(fast, major).findings if f.rule == "TRT070"]
+    assert bool(found) == warned and all(
+        f.severity == "warning" and "--stronglyTyped" in f.fix for f in found
+    )
+    exact = legacy_export(to_deploy(ScConv(32), gates="exact"))
+    helper.set_model_props(exact, {"scconv.gates": "exact"})
+    assert lint_onnx(exact, major).findings == []
+
+
 def test_a_naive_export_of_the_seed_block_is_parsed_but_carries_every_cost_the_export_form_removes():
     """``(r >= t) * x`` exports as comparison -> Cast(FLOAT) -> Mul, which TensorRT parses (the Cast is the
     #1872 workaround): warnings, not errors. The unrolled ``sum(gamma)`` and the norm's computed reshapes

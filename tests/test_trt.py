@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -61,23 +60,22 @@ def _golden(gates: str) -> Golden:
 
 @pytest.fixture(scope="module")
 def golden() -> Golden:
-    """PyTorch outputs and gate decisions of the demo's export form on 22 real test digits."""
-    return _golden("fast")
-
-
-@pytest.fixture(scope="module")
-def exact_golden() -> Golden:
-    """The same with the exact gates, which decide ties as PyTorch's sigmoid rounds them."""
+    """PyTorch outputs and gate decisions of the demo's export form (exact gates, the default) on 22
+    real test digits."""
     return _golden("exact")
 
 
 @pytest.fixture(scope="module")
-def exact_demo(tmp_path_factory) -> Path:
-    """The demo as scconv-export ships it, with the exact gates."""
-    path = tmp_path_factory.mktemp("exact") / "demo.onnx"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("scconv_deploy.pipeline.network.to_deploy", partial(to_deploy, gates="exact"))
-        export_onnx(DEMO, path, exporter="legacy", dynamic="batch", check=False)
+def fast_golden() -> Golden:
+    """The same with fast gates, whose gate tensors are decision margins."""
+    return _golden("fast")
+
+
+@pytest.fixture(scope="module")
+def fast_demo(tmp_path_factory) -> Path:
+    """The demo as scconv-export ships it with ``--gates fast``."""
+    path = tmp_path_factory.mktemp("fast") / "demo.onnx"
+    export_onnx(DEMO, path, exporter="legacy", dynamic="batch", gates="fast", check=False)
     return path
 
 
@@ -137,19 +135,20 @@ def test_a_static_batch_twin_gets_padded_batches(demo, golden):
     assert verify_engine(None, golden, twin=twin, twin_tensors=tensors).passed and twin.batches == [4] * 6
 
 
-def test_an_engine_exposing_its_gates_is_held_where_its_decisions_agree(exact_demo, exact_golden):
+def test_an_engine_exposing_its_gates_is_held_where_its_decisions_agree(demo, golden):
     """Exact gates: ONNX Runtime's sigmoid rounds some ties the other way than PyTorch's."""
-    engine = OrtEngine(with_gate_outputs(onnx.load(exact_demo)), batch=(1, 8, 8))
-    result = verify_engine(engine, exact_golden, gate_outputs=GATES)
+    engine = OrtEngine(with_gate_outputs(onnx.load(demo)), batch=(1, 8, 8))
+    result = verify_engine(engine, golden, gate_outputs=GATES)
     assert result.passed, result.reasons
     assert 0 < result.compared < 22 and result.deployed.flipped > 0  # ties taken the other way
     assert result.compared == 22 - len(result.deployed.diverged)
     assert any("no verification twin" in n for n in result.notes)
 
 
-def test_fast_gates_exposed_as_decision_margins_are_read_as_decisions(demo, golden):
+def test_fast_gates_exposed_as_decision_margins_are_read_as_decisions(fast_demo, fast_golden):
     """Fast gates: the engine's gate tensors are decision margins, decided as the golden data's specs say."""
-    engine = OrtEngine(with_gate_outputs(onnx.load(demo)), batch=(1, 8, 8))
+    engine = OrtEngine(with_gate_outputs(onnx.load(fast_demo)), batch=(1, 8, 8))
+    golden = fast_golden
     result = verify_engine(engine, golden, gate_outputs=GATES)
     assert result.passed, result.reasons
     assert all(spec.fast for spec in golden.gates)

@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--gates",
         choices=GATE_FORMS,
-        help="how hard gates decide: fast, without the sigmoid (default); exact, rounding ties as PyTorch does",
+        help="how hard gates decide: exact, rounding ties as PyTorch does (default); fast, without the "
+        "sigmoid (never convert a fast-gate file to FP16 with another tool: use --precision fp16)",
     )
     p.add_argument(
         "--precision",

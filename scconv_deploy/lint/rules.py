@@ -18,6 +18,7 @@ TRT050   warning   tensors stored as external data (TRT051, files missing, is ch
 TRT060   warning   nodes computing only from constants, left unfolded
 TRT061   warning   the unrolled Python ``sum()`` over a parameter (many Add nodes on constants)
 TRT062   warning   Cast nodes to or from BOOL
+TRT070   warning   SCConv fast gates, for TensorRT 10, whose weakly typed FP16 builds cannot hold their margin
 =======  ========  ================================================================================
 """
 
@@ -416,6 +417,31 @@ def bool_casts(model: onnx.ModelProto, target: Target) -> list[Finding]:
     return [_finding("TRT062", "warning", msg, casts[0], _MASK_FIX)]
 
 
+# ---- (i) SCConv's gates -------------------------------------------------------------------------
+
+#: The metadata key scconv-export records the hard gates' form in ("exact" or "fast").
+GATE_FORM_KEY = "scconv.gates"
+
+
+def fast_gates_fp16(model: onnx.ModelProto, target: Target) -> list[Finding]:
+    """TRT070: fast hard gates (metadata ``scconv.gates``) and TensorRT 10, which builds weakly typed
+    networks in FP16 on request: the gates' decision margin is scaled by ``k = 2^-m`` (about 2^-18),
+    below FP16's normal range, so an FP16 layer decides them wrongly (TensorRT 11 builds strongly typed
+    only, as the file's own types say)."""
+    form = next((p.value for p in model.metadata_props if p.key == GATE_FORM_KEY), None)
+    if form != "fast" or target.major != 10:
+        return []
+    msg = (
+        "the hard gates are in fast form: their decision margin is scaled below FP16's normal range, so "
+        "a weakly typed FP16 build (trtexec --fp16) decides them wrongly"
+    )
+    fix = (
+        "build strongly typed from the file's own precision (scconv-trt build does; trtexec "
+        "--stronglyTyped), for FP16 from scconv-export --precision fp16; or export with --gates exact"
+    )
+    return [_finding("TRT070", "warning", msg, fix=fix)]
+
+
 RULES: tuple[Rule, ...] = (
     unsupported_ops,
     opset_range,
@@ -429,4 +455,5 @@ RULES: tuple[Rule, ...] = (
     unfolded_constants,
     unrolled_sum,
     bool_casts,
+    fast_gates_fp16,
 )

@@ -57,7 +57,7 @@ class ExportOptions:
     dynamic: str | None = None  # default: the network's (pipeline.network.default_dynamic)
     opset: int = DEFAULT_OPSET
     exporter: str = "dynamo"
-    gates: str = DEFAULT_GATE_FORM  # how hard gates decide: "fast" (no sigmoid) or "exact" (PyTorch's ties)
+    gates: str = DEFAULT_GATE_FORM  # how hard gates decide: "exact" (PyTorch's ties) or "fast" (no sigmoid)
     simplify: bool = True
     check: bool = True
     check_data: str | Path | None = None  # default: a held-out part of calib_data
