@@ -41,10 +41,10 @@ from .pipeline.graph import (
     simplify,
     torch_export,
 )
-from .pipeline.network import Network, default_dynamic, prepare_network
+from .pipeline.network import Network, default_dynamic, default_int8_outputs, prepare_network
 from .pipeline.options import DEFAULT_OPSET, ExportOptions, parse_input_shape
 from .pipeline.result import ExportResult, build_report
-from .precision import PrecisionCheck, check_precision, to_fp16, to_int8
+from .precision import PrecisionCheck, check_precision, output_layers, to_fp16, to_int8
 from .stages import StageListener, Stages
 from .verify.tolerance import tolerance_for
 
@@ -123,25 +123,30 @@ def _export_graph(network: Network, options: ExportOptions, stages: Stages) -> o
 
 
 def _reduce_precision(
-    fp32: onnx.ModelProto, options: ExportOptions, inputs: Inputs, stages: Stages
-) -> onnx.ModelProto:
-    """The artefact in the requested precision (the FP32 graph itself for "fp32")."""
+    fp32: onnx.ModelProto, network: Network, options: ExportOptions, inputs: Inputs, stages: Stages
+) -> tuple[onnx.ModelProto, list[str]]:
+    """The artefact in the requested precision (the FP32 graph itself for "fp32"), and the quantizable
+    nodes an INT8 artefact keeps FP32 besides its gate path (its output layers, where asked)."""
     if options.precision == "fp32":
-        return fp32
+        return fp32, []
     if options.precision == "fp16":
         with stages.stage("fp16 conversion"):
-            return to_fp16(fp32)
+            return to_fp16(fp32), []
     cache = Path(options.calib_cache) if options.calib_cache is not None else default_cache_dir()
     target = "ort-cpu" if options.precision == "int8-cpu" else "trt"
+    outputs = options.int8_outputs or default_int8_outputs(network)
+    float_layers = output_layers(fp32) if outputs == "float" else []
     with stages.stage("int8 calibration", total=len(inputs.calibration)) as advance:
-        return to_int8(
+        artefact = to_int8(
             fp32,
             inputs.calibration,
             method=options.calib_method,
             target=target,
             cache_dir=cache,
             progress=advance,
+            float_layers=float_layers,
         )
+    return artefact, float_layers
 
 
 def _check_precision(
@@ -228,7 +233,7 @@ def export_onnx(
             other_size=opts.dynamic == "batch+hw",
         )
         check.golden.meta = {"source.sha256": ckpt.sha256, "data": inputs.check_source, "onnx": out_path.name}
-    artefact = _reduce_precision(fp32, opts, inputs, stages)
+    artefact, float_layers = _reduce_precision(fp32, network, opts, inputs, stages)
     set_metadata(
         artefact,
         {**_metadata(network, ckpt, opts, mean, std), "golden": targets["golden"].name if check else None},
@@ -240,7 +245,9 @@ def export_onnx(
         from .lint import lint_onnx
 
         lint = lint_onnx(artefact, trt_major=opts.trt_major)
-    result = ExportResult(targets, ckpt, network, opts, artefact, inputs, check, precision_check, lint)
+    result = ExportResult(
+        targets, ckpt, network, opts, artefact, inputs, check, precision_check, lint, float_layers
+    )
     with stages.stage("write"):
         report = build_report(result, stages.times, cpu_description(), time.perf_counter() - start)
         _write(targets, artefact, check, report)

@@ -26,6 +26,7 @@ PRESET_KEYS: dict[str, type | tuple[type, ...]] = {
     "precision": str,
     "calib_samples": int,
     "calib_method": str,
+    "int8_outputs": str,
     "exporter": str,
     "trt_major": int,
     "tie_guard": float,

@@ -17,7 +17,8 @@ from scconv_deploy.golden import Golden
 from scconv_deploy.lint import lint_onnx
 from scconv_deploy.onnx_export import export_onnx
 from scconv_deploy.ort_cpu import cpu_session
-from scconv_deploy.precision import check_precision, gate_path, to_fp16, to_int8
+from scconv_deploy.precision import check_precision, gate_path, output_layers, to_fp16, to_int8
+from scconv_deploy.precision.gate_path import ensure_node_names
 
 import tamper
 
@@ -151,6 +152,33 @@ def test_int8_is_calibrated_on_real_data_and_keeps_accuracy(fp32, tmp_path):
     acc32 = (_run(model, xt).argmax(1) == yt).mean()
     acc8 = (_run(q, xt, "basic").argmax(1) == yt).mean()  # Q/DQ semantics: what TensorRT computes
     assert acc8 >= acc32 - 0.01
+
+
+def _dequantized_inputs(model: onnx.ModelProto) -> set[str]:
+    """Names of the nodes that read a DequantizeLinear output."""
+    dq = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    return {n.name for n in model.graph.node if any(i in dq for i in n.input)}
+
+
+def test_the_output_layers_are_the_quantizable_nodes_nearest_the_outputs(fp32):
+    """The demo classifier ends in one Gemm; every other Conv/Gemm feeds the outputs through it."""
+    model = onnx.ModelProto()
+    model.CopyFrom(fp32[0])
+    ensure_node_names(model)  # as output_layers and to_int8 name them
+    (last,) = output_layers(model)
+    ops = {n.name: n.op_type for n in model.graph.node}
+    assert ops[last] == "Gemm" and sum(op == "Gemm" for op in ops.values()) == 1
+
+
+def test_int8_keeps_the_output_layers_fp32_where_asked(fp32, tmp_path):
+    model, golden, (mean, std) = fp32
+    xv, _ = load_digits("val")
+    x = ((xv - mean) / std).astype(np.float32)
+    kept = output_layers(model)
+    q = to_int8(model, x, float_layers=kept, cache_dir=tmp_path)
+    full = to_int8(model, x, cache_dir=tmp_path)  # another cache entry: the kept layers are part of the key
+    assert not set(kept) & _dequantized_inputs(q) and set(kept) <= _dequantized_inputs(full)
+    assert check_precision(model, q, golden, "int8").passed
 
 
 def test_the_int8_verdict_does_not_depend_on_the_cpus_integer_kernels(fp32, tmp_path, monkeypatch):

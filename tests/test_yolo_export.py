@@ -252,3 +252,35 @@ def test_int8_export_calibrates_on_held_out_letterboxed_images_and_passes(yolo_p
     assert report["check"]["data"] == f"16 inputs from {images} (held out)"
     assert report["precision"]["detection"]["golden"] > 0
     assert "as deployed, detections (confidence > 0.25" in result.out
+    assert "4 output layer(s) kept FP32" in result.out  # three levels' class logits and the DFL
+
+
+def _weights_of(onnx_path: Path, nodes: list[str]) -> set[str]:
+    """The weight initialiser names of ``nodes`` (as to_int8 names them) in an exported FP32 graph."""
+    from scconv_deploy.precision.gate_path import ensure_node_names
+
+    model = onnx.load(str(onnx_path))
+    ensure_node_names(model)
+    return {n.input[1] for n in model.graph.node if n.name in nodes}
+
+
+@pytest.mark.slow
+def test_int8_keeps_a_detectors_output_layers_fp32_unless_told(yolo_project, images):
+    """The layers nearest the outputs — the class-logit convolutions of each level and the DFL box
+    convolution, read through a sigmoid and a softmax — stay FP32 by default, which halves the INT8
+    output error of this fixture; ``--int8-outputs int8`` quantizes them too."""
+    data = ("--calib-data", str(images), "--check-samples", "16", "--precision", "int8")
+    kept = export(yolo_project, DETECT[0], SMALL, *data)
+    full = export(yolo_project, DETECT[0], SMALL, *data, "--int8-outputs", "int8")
+    assert kept.code == 0 and full.code in (0, 1), full.out
+    layers = kept.report["calibration"]["float_layers"]
+    fp32 = export(yolo_project, DETECT[0], SMALL, *QUICK).onnx
+    names = _weights_of(fp32, layers)
+    head = "model.model.22"
+    assert names == {f"{head}.cv3.{i}.2.weight" for i in range(3)} | {f"{head}.dfl.conv.weight"}
+    assert full.report["calibration"]["float_layers"] == []
+
+    def error(result) -> float:
+        return result.report["precision"]["artefact"]["forced"]["outputs"][0]["mean_abs"]
+
+    assert error(kept) < 0.75 * error(full)

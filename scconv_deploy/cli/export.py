@@ -11,7 +11,7 @@ import sys
 from ..golden import DEFAULT_TIE_GUARD
 from ..onnx_export import ExportResult, export_onnx
 from ..pipeline.graph import DYNAMIC, EXPORTERS
-from ..pipeline.options import CALIBRATION_METHODS, DEFAULT_OPSET, GATE_FORMS, PRECISIONS
+from ..pipeline.options import CALIBRATION_METHODS, DEFAULT_OPSET, GATE_FORMS, INT8_OUTPUTS, PRECISIONS
 from ..presets import PRESET_KEYS, load_preset
 from ..triton import write_triton_repository
 from ._common import EXIT_CHECK_FAILED, EXIT_OK, add_verbosity, run, setup_logging
@@ -68,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: fp32)",
     )
     p.add_argument("--calib-method", choices=CALIBRATION_METHODS, help="INT8 calibration method")
+    p.add_argument(
+        "--int8-outputs",
+        choices=INT8_OUTPUTS,
+        help="INT8: keep the network's output layers FP32 or quantize them (default: float for "
+        "detectors, int8 otherwise)",
+    )
     p.add_argument(
         "--calib-samples", type=int, help="INT8: at most this many calibration inputs (default: 512)"
     )
@@ -162,7 +168,9 @@ def _summary(result: ExportResult) -> str:
     if result.precision_check is not None:
         lines.append(str(result.precision_check))
     if result.inputs.calibration is not None:
-        lines.append(f"calibrated on {result.inputs.calibration_source}")
+        kept = r["calibration"]["float_layers"]
+        outputs = f"; {len(kept)} output layer(s) kept FP32" if kept else ""
+        lines.append(f"calibrated on {result.inputs.calibration_source}{outputs}")
     lines.append(f"lint (TensorRT {result.lint.trt_major}): {result.lint.summary()}")
     times = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in r["stages"].items())
     lines.append(f"stages: {times} (total {r['seconds']:.1f} s)")

@@ -102,6 +102,17 @@ def default_dynamic(ckpt: Checkpoint) -> str:
     return "none" if yolo.is_yolo_model(ckpt.model) else "batch"
 
 
+#: Ultralytics tasks whose heads end in logits read through a sigmoid or a softmax (scores, box
+#: distributions, masks, keypoints): INT8 keeps their output layers FP32 unless told otherwise.
+DETECTOR_TASKS = frozenset({"detect", "segment", "pose", "obb"})
+
+
+def default_int8_outputs(network: Network) -> str:
+    """What INT8 does with a network's output layers unless ``--int8-outputs`` says: "float" for a
+    detector (its deployment metadata names a detector task), "int8" otherwise."""
+    return "float" if network.metadata.get("task") in DETECTOR_TASKS else "int8"
+
+
 def deployment_form(
     ckpt: Checkpoint, options: ExportOptions, shape: tuple[int, ...]
 ) -> tuple[nn.Module, dict]:

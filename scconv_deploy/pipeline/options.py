@@ -14,6 +14,9 @@ from .graph import DYNAMIC, EXPORTERS
 DEFAULT_OPSET = 18  # InstanceNormalization-based GroupNorm: parsed by every TensorRT 10/11
 PRECISIONS = ("fp32", "fp16", "int8", "int8-cpu")
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+#: What INT8 does with the network's output layers (``precision.output_layers``): keep them FP32 or
+#: quantize them. Default: float for detectors (Ultralytics heads), int8 otherwise.
+INT8_OUTPUTS = ("float", "int8")
 #: Without --check-samples the check takes as many samples as fit this many input elements
 #: (64 digits at 32², 26 images at 224², 8 at 640²), at least MIN_CHECK_SAMPLES.
 CHECK_ELEMENTS = 4_000_000
@@ -66,6 +69,7 @@ class ExportOptions:
     calib_samples: int = 512
     calib_method: str = "minmax"
     calib_cache: str | Path | None = None
+    int8_outputs: str | None = None  # default: the network's (pipeline.network.default_int8_outputs)
     precision: str = "fp32"
     mean: tuple[float, ...] | None = None  # default: the checkpoint's
     std: tuple[float, ...] | None = None
@@ -103,6 +107,8 @@ class ExportOptions:
         choose("gates", self.gates, GATE_FORMS)
         choose("precision", self.precision, PRECISIONS)
         choose("calib_method", self.calib_method, CALIBRATION_METHODS)
+        if self.int8_outputs is not None:
+            choose("int8_outputs", self.int8_outputs, INT8_OUTPUTS)
         if not 9 <= int(self.opset) <= 23:
             raise ExportError(f"opset {self.opset} is outside 9..23")
         if self.check_samples is not None and self.check_samples < 1:

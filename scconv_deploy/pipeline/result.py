@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ class ExportResult:
     check: Fp32Check | None
     precision_check: PrecisionCheck | None
     lint: Any  # scconv_deploy.lint.LintReport
+    float_layers: list[str] = field(default_factory=list)  # INT8: quantizable nodes kept FP32 (outputs)
     report: dict[str, Any] | None = None
 
     @property
@@ -95,7 +96,7 @@ def build_report(result: ExportResult, stage_times: dict[str, float], cpu: str, 
         "graph": _graph_stats(result.artefact),
         "check": None,
         "precision": result.precision_check.to_dict() if result.precision_check is not None else None,
-        "calibration": {"data": result.inputs.calibration_source}
+        "calibration": {"data": result.inputs.calibration_source, "float_layers": result.float_layers}
         if result.inputs.calibration is not None
         else None,
         "lint": result.lint.to_dict(),

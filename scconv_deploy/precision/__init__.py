@@ -3,7 +3,7 @@
 from .check import PrecisionCheck, check_precision
 from .fp16 import emulate_fp16, to_fp16, to_naive_fp16
 from .gate_path import GatePath, gate_path
-from .int8 import to_int8
+from .int8 import output_layers, to_int8
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -14,6 +14,7 @@ __all__ = [
     "check_precision",
     "emulate_fp16",
     "gate_path",
+    "output_layers",
     "to_fp16",
     "to_int8",
     "to_naive_fp16",

@@ -4,7 +4,9 @@ ONNX Runtime's ``quantize_static`` (QDQ format) is used rather than NVIDIA Model
 it is already a dependency, runs on the CPU here, and writes the explicit, symmetric
 QuantizeLinear/DequantizeLinear pairs that TensorRT 10/11 build as strongly typed INT8
 (activations and weights symmetric, weights per channel). Only convolutions and matrix products
-are quantized; the gate path and the CRU softmax (``gate_path``) stay FP32.
+are quantized; the gate path and the CRU softmax (``gate_path``) stay FP32, and so may the
+network's output layers (``output_layers``: a detector's class-logit and box-distribution
+convolutions, whose INT8 rounding moves scores across a sigmoid and boxes across a softmax).
 
 Calibration is cached: the quantized model is stored under a key made of the FP32 model, the
 calibration data and the options, and reused while none of them changes.
@@ -20,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from .gate_path import gate_path
+from .gate_path import ensure_node_names, gate_path
 
 logger = logging.getLogger(__name__)
 
@@ -60,12 +62,37 @@ def _reader(chunks: list[np.ndarray], name: str, progress):
     return Reader()
 
 
-def cache_key(model: onnx.ModelProto, inputs: np.ndarray, method: str, target: str = "trt") -> str:
+def cache_key(
+    model: onnx.ModelProto, inputs: np.ndarray, method: str, target: str = "trt", float_layers=()
+) -> str:
     h = hashlib.sha256()
     h.update(model.SerializeToString())
     h.update(np.ascontiguousarray(inputs).tobytes())
-    h.update(f"{inputs.shape}|{method}|{QUANTIZED_OPS}|{target}".encode())
+    h.update(f"{inputs.shape}|{method}|{QUANTIZED_OPS}|{target}|{sorted(float_layers)}".encode())
     return h.hexdigest()[:24]
+
+
+def output_layers(model: onnx.ModelProto) -> list[str]:
+    """The network's last layers: the quantizable nodes (``QUANTIZED_OPS``) whose results reach a graph
+    output through no other quantizable node — a classifier's final ``Gemm``, a YOLO head's class-logit
+    convolutions and its box-distribution (DFL) convolution. Named as ``to_int8`` names nodes."""
+    work = onnx.ModelProto()
+    work.CopyFrom(model)
+    ensure_node_names(work)
+    producer = {o: n for n in work.graph.node for o in n.output}
+    found, seen = [], set()
+    todo = [o.name for o in work.graph.output]
+    while todo:
+        node = producer.get(todo.pop())
+        if node is None or node.name in seen:
+            continue
+        seen.add(node.name)
+        if node.op_type in QUANTIZED_OPS:
+            found.append(node.name)
+        else:
+            todo.extend(i for i in node.input if i)
+    order = {n.name: i for i, n in enumerate(work.graph.node)}
+    return sorted(found, key=order.__getitem__)
 
 
 def to_int8(
@@ -77,13 +104,15 @@ def to_int8(
     cache_dir: str | Path | None = None,
     batch: int = 16,
     progress=None,
+    float_layers: list[str] | tuple[str, ...] = (),
 ) -> onnx.ModelProto:
     """Quantize ``model`` (FP32, exported by scconv-export) to explicit Q/DQ INT8 on ``calib_inputs``.
 
     ``target="trt"``: full 8-bit weights, what TensorRT builds from. ``target="ort-cpu"``: 7-bit
     weights (``reduce_range``), so that ONNX Runtime's u8s8 integer kernels cannot saturate on x86
     CPUs without VNNI (AVX2 only), where the full 8-bit file loses accuracy. ``progress`` gets the
-    number of inputs fed per calibration batch.
+    number of inputs fed per calibration batch. ``float_layers`` (node names, e.g. ``output_layers``)
+    stay FP32 beside the gate path.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -96,14 +125,14 @@ def to_int8(
         raise ValueError(f"calibration method {method!r} is unknown: use one of {', '.join(methods)}")
     if target not in TARGETS:
         raise ValueError(f"INT8 target {target!r} is unknown: use one of {', '.join(TARGETS)}")
-    key = cache_key(model, calib_inputs, method, target)
+    key = cache_key(model, calib_inputs, method, target, float_layers)
     cached = Path(cache_dir) / f"int8-{key}.onnx" if cache_dir is not None else None
     if cached is not None and cached.exists():
         logger.info("INT8: reusing calibration cache %s", cached)
         return onnx.load(cached)
     work = onnx.ModelProto()
     work.CopyFrom(model)
-    keep = sorted(gate_path(work).nodes)
+    keep = sorted(set(gate_path(work).nodes) | set(float_layers))
     name = work.graph.input[0].name
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
