@@ -255,13 +255,13 @@ def test_int8_export_calibrates_on_held_out_letterboxed_images_and_passes(yolo_p
     assert "4 output layer(s) kept FP32" in result.out  # three levels' class logits and the DFL
 
 
-def _weights_of(onnx_path: Path, nodes: list[str]) -> set[str]:
-    """The weight initialiser names of ``nodes`` (as to_int8 names them) in an exported FP32 graph."""
-    from scconv_deploy.precision.gate_path import ensure_node_names
-
+def _float_weights(onnx_path: Path, nodes: list[str]) -> set[str]:
+    """The weights of ``nodes`` in an INT8 artefact, asserting that each reads FP32 (no DequantizeLinear)."""
     model = onnx.load(str(onnx_path))
-    ensure_node_names(model)
-    return {n.input[1] for n in model.graph.node if n.name in nodes}
+    dequantized = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    found = [n for n in model.graph.node if n.name in nodes]
+    assert len(found) == len(nodes) and not any(i in dequantized for n in found for i in n.input)
+    return {n.input[1] for n in found}
 
 
 @pytest.mark.slow
@@ -273,9 +273,7 @@ def test_int8_keeps_a_detectors_output_layers_fp32_unless_told(yolo_project, ima
     kept = export(yolo_project, DETECT[0], SMALL, *data)
     full = export(yolo_project, DETECT[0], SMALL, *data, "--int8-outputs", "int8")
     assert kept.code == 0 and full.code in (0, 1), full.out
-    layers = kept.report["calibration"]["float_layers"]
-    fp32 = export(yolo_project, DETECT[0], SMALL, *QUICK).onnx
-    names = _weights_of(fp32, layers)
+    names = _float_weights(kept.onnx, kept.report["calibration"]["float_layers"])
     head = "model.model.22"
     assert names == {f"{head}.cv3.{i}.2.weight" for i in range(3)} | {f"{head}.dfl.conv.weight"}
     assert full.report["calibration"]["float_layers"] == []
