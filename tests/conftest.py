@@ -219,3 +219,26 @@ def yolo_project(tmp_path_factory):
 
     ultralytics_env(tmp_path_factory.mktemp("ultralytics_config"))
     return YoloProject(tmp_path_factory.mktemp("myproject"))
+
+
+@pytest.fixture
+def gpu(monkeypatch):
+    """A CUDA driver stand-in (``trt_standin.FakeDriver``: an H100 with a CUDA 12.8 driver) behind
+    ``scconv_deploy.trt.cuda``."""
+    from scconv_deploy.trt import cuda as trt_cuda
+
+    from trt_standin import FakeDriver
+
+    driver = FakeDriver()
+    monkeypatch.setattr(trt_cuda, "driver_library", lambda: driver)
+    return driver
+
+
+@pytest.fixture
+def fresh_tensorrt():
+    """TensorRT forgotten before and after the test, so that each test installs its own stand-in."""
+    from trt_standin import forget_tensorrt
+
+    forget_tensorrt()
+    yield
+    forget_tensorrt()

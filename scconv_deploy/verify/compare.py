@@ -260,22 +260,25 @@ def _by_class(golden: Golden, block: int, flipped: np.ndarray) -> list[int]:
     return [int(c) for c in counts]
 
 
+def _block_flips(golden: Golden, b: int, flipped: np.ndarray, real: int, samples: np.ndarray) -> BlockFlips:
+    """Block ``b``'s flips: ``real`` of them beyond their class, first in ``samples`` (up to 20 kept)."""
+    return BlockFlips(
+        golden.gates[b].name,
+        int(flipped.size),
+        int(flipped.sum()),
+        _by_class(golden, b, flipped),
+        real,
+        samples.tolist()[:20],
+    )
+
+
 def _forced_flips(golden: Golden, masks: list[np.ndarray], real_class: int) -> list[BlockFlips]:
     """Decisions the artefact computes with PyTorch's fed in: each block sees PyTorch's input."""
     blocks = []
     for b, f in enumerate(_flipped(golden, masks)):
         real = f & (golden.classes[b] >= real_class)
         samples = np.flatnonzero(real.reshape(len(real), -1).any(axis=1))
-        blocks.append(
-            BlockFlips(
-                golden.gates[b].name,
-                int(f.size),
-                int(f.sum()),
-                _by_class(golden, b, f),
-                int(real.sum()),
-                samples.tolist()[:20],
-            )
-        )
+        blocks.append(_block_flips(golden, b, f, int(real.sum()), samples))
     return blocks
 
 
@@ -301,16 +304,7 @@ def _deployed_flips(
     blocks = []
     for b, (f, r) in enumerate(zip(flipped, real, strict=True)):
         starts_here = real_samples & (first == b)
-        blocks.append(
-            BlockFlips(
-                golden.gates[b].name,
-                int(f.size),
-                int(f.sum()),
-                _by_class(golden, b, f),
-                int(r[starts_here].sum()),
-                np.flatnonzero(starts_here).tolist()[:20],
-            )
-        )
+        blocks.append(_block_flips(golden, b, f, int(r[starts_here].sum()), np.flatnonzero(starts_here)))
     return blocks, diverged, real_samples
 
 

@@ -16,12 +16,14 @@ import pytest
 
 from scconv_deploy import EngineError
 from scconv_deploy.trt import BuildPlan, BuildProgress, CheckSetup, read_sidecar
-from scconv_deploy.trt import cuda as trt_cuda
 from scconv_deploy.trt.build import build_engine
 from scconv_deploy.trt.pipeline import build_and_verify
 from scconv_deploy.trt.sidecar import sha256_bytes
 
-from trt_standin import FakeDriver, FakeTensorRT, forget_tensorrt, run_cli
+from trt_standin import FakeTensorRT, forget_tensorrt, run_cli
+
+#: every test installs its own TensorRT stand-in (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("fresh_tensorrt")
 
 GATES = ["gate:features.1.0.SRU", "gate:features.3.0.SRU", "gate:features.5.0.SRU"]
 STRONGLY_TYPED_BIT = 1 << 1  # NetworkDefinitionCreationFlag.STRONGLY_TYPED in the stand-in
@@ -30,21 +32,6 @@ STRONGLY_TYPED_BIT = 1 << 1  # NetworkDefinitionCreationFlag.STRONGLY_TYPED in t
 @pytest.fixture(scope="module")
 def demo(demo_onnx):
     return demo_onnx("batch")
-
-
-@pytest.fixture
-def gpu(monkeypatch):
-    """A CUDA driver that answers as an H100 with a CUDA 12.8 driver."""
-    driver = FakeDriver()
-    monkeypatch.setattr(trt_cuda, "driver_library", lambda: driver)
-    return driver
-
-
-@pytest.fixture(autouse=True)
-def fresh_tensorrt():
-    forget_tensorrt()
-    yield
-    forget_tensorrt()
 
 
 def install(monkeypatch, version: str = "10.8.0.43", **kwargs) -> FakeTensorRT:

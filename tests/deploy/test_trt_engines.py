@@ -38,26 +38,15 @@ from scconv_deploy.trt.sidecar import check_plan, sha256_bytes, sidecar_path
 
 from trt_standin import FakeDriver, FakeTensorRT, forget_tensorrt, run_cli
 
+#: every test installs its own TensorRT stand-in (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("fresh_tensorrt")
+
 H100 = ("NVIDIA H100 80GB HBM3", "9.0")
 
 
 @pytest.fixture(scope="module")
 def demo(demo_onnx):
     return demo_onnx("batch")
-
-
-@pytest.fixture(autouse=True)
-def fresh_tensorrt():
-    forget_tensorrt()
-    yield
-    forget_tensorrt()
-
-
-@pytest.fixture
-def gpu(monkeypatch):
-    driver = FakeDriver()
-    monkeypatch.setattr(trt_cuda, "driver_library", lambda: driver)
-    return driver
 
 
 @pytest.fixture

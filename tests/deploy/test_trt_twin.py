@@ -29,10 +29,12 @@ from scconv_deploy.trt import (
     twin_path,
     twin_plan,
 )
-from scconv_deploy.trt import cuda as trt_cuda
 from scconv_deploy.trt.sidecar import sha256_bytes
 
-from trt_standin import FakeDriver, FakeTensorRT, OrtPlanEngine, forget_tensorrt, run_cli
+from trt_standin import FakeTensorRT, OrtPlanEngine, forget_tensorrt, run_cli
+
+#: every test installs its own TensorRT stand-in (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("fresh_tensorrt")
 
 GATES = ["gate:features.1.0.SRU", "gate:features.3.0.SRU", "gate:features.5.0.SRU"]
 MASKS = ["mask:features.1.0.SRU", "mask:features.3.0.SRU", "mask:features.5.0.SRU"]
@@ -47,20 +49,6 @@ def shapes(*corners: tuple[int, ...]) -> ShapeRange:
 @pytest.fixture(scope="module")
 def golden(demo_golden) -> Golden:
     return Golden.load(demo_golden)
-
-
-@pytest.fixture
-def gpu(monkeypatch):
-    driver = FakeDriver()
-    monkeypatch.setattr(trt_cuda, "driver_library", lambda: driver)
-    return driver
-
-
-@pytest.fixture(autouse=True)
-def fresh_tensorrt():
-    forget_tensorrt()
-    yield
-    forget_tensorrt()
 
 
 def install(monkeypatch, version: str = "10.8.0.43") -> FakeTensorRT:
