@@ -40,32 +40,40 @@ SPECS = (
 TARGET_S = 60.0  # the issue's budget for export plus check with default settings, 2 cores
 
 
-def run_export(project: YoloProject, spec: Spec, size: int, precision: str, images: Path) -> dict:
-    """One ``scconv-export`` run in a fresh process from the project folder: its wall time and report."""
+def run_export(project: YoloProject, spec: Spec, size: int, tag: str, options: tuple[str, ...] = ()) -> dict:
+    """``scconv-export best.pt --onnx --trust --input-shape 1,3,S,S OPTIONS`` in a fresh process from the
+    project folder (output ``exports/<network>-<size>-<tag>.onnx``): its wall time and report."""
     weights = project.trained(spec).best.relative_to(project.root)
-    out = project.root / "exports" / f"{spec.stem}-{size}-{precision}.onnx"
+    out = project.root / "exports" / f"{spec.stem}-{size}-{tag}.onnx"
     out.parent.mkdir(exist_ok=True)
-    args = [str(weights), "--onnx", "--trust", "--input-shape", f"1,3,{size},{size}", "-o", str(out)]
-    if precision != "fp32":
-        args += ["--precision", precision, "--calib-data", str(images)]
+    args = [
+        str(weights),
+        "--onnx",
+        "--trust",
+        "--input-shape",
+        f"1,3,{size},{size}",
+        "-o",
+        str(out),
+        *options,
+    ]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the project folder alone imports
     script = Path(sys.executable).with_name("scconv-export")
     start = time.perf_counter()
     done = subprocess.run([str(script), *args], cwd=project.root, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
-    report = json.loads(out.with_suffix(".report.json").read_text()) if done.returncode in (0, 1) else {}
+    written = out.with_suffix(".report.json")  # exit 0 or 1 (a failed check) leave one; a crash does not
+    report = json.loads(written.read_text()) if written.is_file() else {}
     return {
         "network": spec.stem,
         "size": size,
-        "precision": precision,
+        "precision": tag,
         "exit": done.returncode,
         "wall_s": round(wall, 1),
         "check_samples": (report.get("check") or {}).get("samples"),
         "verified": report.get("verified"),
         "stages_s": report.get("stages"),
-        "error": done.stderr.strip().splitlines()[-1]
-        if done.returncode not in (0, 1) and done.stderr
-        else None,
+        "report": report,
+        "error": done.stderr.strip().splitlines()[-1] if not report and done.stderr else None,
     }
 
 
@@ -85,7 +93,10 @@ def main() -> None:
         images = write_images(Path(tmp) / "images", 32)
         for spec in SPECS:
             for precision in args.precision:
-                rows.append(run_export(project, spec, args.size, precision, images))
+                options = (
+                    () if precision == "fp32" else ("--precision", precision, "--calib-data", str(images))
+                )
+                rows.append(run_export(project, spec, args.size, precision, options))
                 r = rows[-1]
                 print(
                     f"{r['network']:<24} {r['precision']:<5} exit {r['exit']}  {r['wall_s']:6.1f} s  "
@@ -98,7 +109,7 @@ def main() -> None:
         "cpu_count": os.cpu_count(),
         "load_average": {"before": load_before, "after": os.getloadavg()},
         "target_s": TARGET_S,
-        "runs": rows,
+        "runs": [{k: v for k, v in r.items() if k != "report"} for r in rows],
     }
     print(f"\n{cpu_description()}; load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}")
     columns = ["network", "precision", f"{args.size}² wall (s)", f"within {TARGET_S:.0f} s"]

@@ -33,8 +33,8 @@ from torch import nn
 
 from ._files import Staging
 from ._version import __version__
-from .errors import CheckpointError
-from .torch_file import first_line, read_torch_file
+from .errors import CheckpointError, first_line
+from .torch_file import read_torch_file
 from .yolo import describe, is_yolo_model
 
 logger = logging.getLogger(__name__)

@@ -8,6 +8,13 @@ behave like any other bad value in PyTorch code.
 from __future__ import annotations
 
 
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (its type name when the message is empty): the cause
+    a one-line error quotes from a library underneath."""
+    text = str(err).strip()
+    return text.splitlines()[0].strip() if text else type(err).__name__
+
+
 class ScconvDeployError(Exception):
     """Base class of all deliberate scconv-deploy errors."""
 

@@ -27,6 +27,14 @@ from .errors import VerificationError
 from .gates import GateSpec
 
 GOLDEN_VERSION = 2
+
+
+def golden_beside(artefact: Path) -> Path:
+    """Where ``scconv-export`` writes an artefact's golden data: ``model.onnx`` → ``model.golden.npz``
+    (and where ``scconv-verify`` and ``scconv-trt`` look for it)."""
+    return Path(artefact).with_suffix(".golden.npz")
+
+
 DEFAULT_TIE_GUARD = 1e-4
 #: Margin classes above the tie guard: a flip of a gate this far from its threshold needs more than rounding.
 MARGIN_STEPS = (1e-3, 1e-2, 1e-1)
@@ -71,15 +79,22 @@ class Golden:
 
     def tie_samples(self) -> np.ndarray:
         """Samples with at least one gate within ``tie_guard`` of its threshold."""
-        if not self.gates:
-            return np.zeros(self.samples, dtype=bool)
-        return (self.margins < self.tie_guard).any(axis=1)
+        return ~self.clear_samples(self.tie_guard)
 
     def clear_samples(self, guard: float) -> np.ndarray:
         """Samples whose every gate lies at least ``guard`` from its threshold."""
         if not self.gates:
             return np.ones(self.samples, dtype=bool)
         return (self.margins >= guard).all(axis=1)
+
+    def check_source(self, metadata: dict[str, str], model: str, golden: str = "the golden data") -> None:
+        """Refuse golden data made from another checkpoint than the one ``metadata`` (an ONNX model's,
+        ``model`` in the message) records as ``source.sha256``."""
+        want, have = metadata.get("source.sha256"), self.meta.get("source.sha256")
+        if want and have and want != have:
+            raise VerificationError(
+                f"{golden} was made from checkpoint sha256 {have[:12]}…, {model} from {want[:12]}…"
+            )
 
     def masks(self, block: int, rows: slice | np.ndarray, dtype: np.dtype = np.float32) -> np.ndarray:
         """The mask tensor the export form computes from the reference's decisions, for ``rows``."""

@@ -29,7 +29,7 @@ from ._version import __version__
 from .checkpoint import Checkpoint, load_checkpoint
 from .errors import ExportError
 from .gates import GATE_METADATA_KEY, MASK_METADATA_KEY
-from .golden import Golden
+from .golden import Golden, golden_beside
 from .pipeline.check import Fp32Check, check_fp32
 from .pipeline.data import Inputs, select_inputs
 from .pipeline.graph import (
@@ -64,7 +64,7 @@ def _targets(out_path: Path, options: ExportOptions) -> dict[str, Path]:
     """Every file the export writes, checked writable before any work starts."""
     targets = {
         "onnx": out_path,
-        "golden": out_path.with_suffix(".golden.npz"),
+        "golden": golden_beside(out_path),
         "report": out_path.with_suffix(".report.json"),
     }
     if options.plots_dir is not None:

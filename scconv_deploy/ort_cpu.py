@@ -15,16 +15,13 @@ from collections.abc import Callable
 import numpy as np
 import onnx
 
+from .errors import first_line
+
 LEVELS = ("disable", "basic", "extended", "all")
 
 
 class OrtFailure(RuntimeError):
     """ONNX Runtime refused a graph or failed to run it; the message carries ORT's own first line."""
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
 
 
 def cpu_session(model: onnx.ModelProto, *, optimization: str = "all", what: str = "the model"):
@@ -44,7 +41,7 @@ def cpu_session(model: onnx.ModelProto, *, optimization: str = "all", what: str 
     try:
         return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     except Exception as err:  # ORT raises its own pybind exception types
-        raise OrtFailure(f"ONNX Runtime cannot load {what}: {_first_line(err)}") from err
+        raise OrtFailure(f"ONNX Runtime cannot load {what}: {first_line(err)}") from err
 
 
 def fixed_batch(session, input_name: str) -> int | None:
@@ -90,7 +87,7 @@ def run_batched(
         try:
             results = session.run(outputs, feed)
         except Exception as err:
-            raise OrtFailure(f"ONNX Runtime failed to run {what}: {_first_line(err)}") from err
+            raise OrtFailure(f"ONNX Runtime failed to run {what}: {first_line(err)}") from err
         parts.append([r[:n] for r in results])
         if progress is not None:
             progress(n)

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import CheckpointError
+from .errors import CheckpointError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -155,9 +155,3 @@ def _load_trusted(path: Path, map_location: str | torch.device) -> Any:
         ) from err
     except Exception as err:
         raise CheckpointError(f"{path} could not be unpickled: {first_line(err)}") from err
-
-
-def first_line(err: BaseException) -> str:
-    """The first line of an exception's message (its type name when the message is empty)."""
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__

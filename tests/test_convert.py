@@ -250,9 +250,9 @@ def test_replaced_blocks_keep_every_plain_attribute():
     deployed(torch.randn(1, 3, 8, 8))  # the routing still works
 
 
-def test_a_forward_bound_to_the_replaced_block_is_not_carried_over():
+def test_a_method_bound_to_the_replaced_block_is_not_carried_over():
     block = randomize_(SeedScConv(16, group_num=4), seed=6)
-    block.forward = block.forward  # e.g. a patched forward: bound to the old module
+    block.predict = block.forward  # e.g. a patched method: bound to the old module
     holder = nn.Sequential(block)
     deployed = to_deploy(holder)
-    assert "forward" not in vars(deployed[0]) and isinstance(deployed[0], ExportScConv)
+    assert "predict" not in vars(deployed[0]) and isinstance(deployed[0], ExportScConv)

@@ -7,6 +7,7 @@ import pytest
 from scconv_deploy.gates import GateSpec
 from scconv_deploy.golden import Golden, margin_classes, margin_edges
 from scconv_deploy.verify import Run, compare, tolerance_for
+from scconv_deploy.verify.tolerance import channel_scale
 
 N = 6
 
@@ -116,12 +117,14 @@ def test_nan_outputs_never_pass(golden):
 
 
 def test_errors_are_measured_against_each_channels_scale():
-    """A detector-like output: channel 0 in hundreds (boxes), channel 1 in [0, 1] (scores)."""
-    g = np.zeros((4, 2, 8), np.float32)
+    """A detector-like output: channel 0 in hundreds (boxes), channel 1 in [0, 1] (scores), channel 2
+    zero everywhere (a class never scored), which takes the whole output's scale."""
+    g = np.zeros((4, 3, 8), np.float32)
     g[:, 0] = 600.0
     g[:, 1] = 0.5
-    tol = tolerance_for("fp16")
-    allowed = tol.allowed(g, np.broadcast_to(np.array([600.0, 0.5]).reshape(1, 2, 1), g.shape))
+    scale = channel_scale(g)
+    assert scale.reshape(-1).tolist() == [600.0, 0.5, 600.0]
+    allowed = tolerance_for("fp16").allowed(g, np.broadcast_to(scale, g.shape))
     assert allowed[0, 0, 0] > 1.0 > 0.1 > allowed[0, 1, 0]  # a box may move a pixel, a score not 0.1
 
 

@@ -13,7 +13,7 @@ import sys
 import traceback
 from collections.abc import Callable
 
-from ..errors import InternalError, ScconvDeployError
+from ..errors import InternalError, ScconvDeployError, first_line
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -31,11 +31,6 @@ def setup_logging(args: argparse.Namespace) -> None:
     )
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("scconv_deploy").setLevel(level)
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
 
 
 def run(command: Callable[[], int], prog: str, verbose: int = 0) -> int:
@@ -59,7 +54,7 @@ def run(command: Callable[[], int], prog: str, verbose: int = 0) -> int:
         return EXIT_BAD_INPUT
     except Exception as err:
         _explain(err, verbose)
-        detail = f"{type(err).__name__}: {_first_line(err)}"
+        detail = f"{type(err).__name__}: {first_line(err)}"
         print(f"{prog}: internal error: {detail} (rerun with -v for the traceback)", file=sys.stderr)
         return EXIT_INTERNAL
 

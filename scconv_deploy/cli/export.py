@@ -7,12 +7,20 @@ import contextlib
 import json
 import os
 import sys
+from dataclasses import fields
 
 from ..golden import DEFAULT_TIE_GUARD
 from ..onnx_export import ExportResult, export_onnx
 from ..pipeline.graph import DYNAMIC, EXPORTERS
-from ..pipeline.options import CALIBRATION_METHODS, DEFAULT_OPSET, GATE_FORMS, INT8_OUTPUTS, PRECISIONS
-from ..presets import PRESET_KEYS, load_preset
+from ..pipeline.options import (
+    CALIBRATION_METHODS,
+    DEFAULT_OPSET,
+    GATE_FORMS,
+    INT8_OUTPUTS,
+    PRECISIONS,
+    ExportOptions,
+)
+from ..presets import load_preset
 from ..triton import write_triton_repository
 from ._common import EXIT_CHECK_FAILED, EXIT_OK, add_verbosity, run, setup_logging
 
@@ -140,13 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-#: Options given on the command line beat those of a preset; these have no preset key.
-_CLI_ONLY = ("plots_dir", "calib_cache", "check_data", "mean", "std")
-
-
 def _options(args: argparse.Namespace) -> dict:
+    """The preset's options, overridden by every option given on the command line (flags are named
+    as ``ExportOptions``' fields)."""
     options = load_preset(args.preset) if args.preset else {}
-    for name in (*PRESET_KEYS, *_CLI_ONLY):
+    for name in (f.name for f in fields(ExportOptions)):
         value = getattr(args, name, None)
         if value is not None:
             options[name] = value

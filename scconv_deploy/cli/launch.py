@@ -6,20 +6,15 @@ one line what to install (exit 2) instead of failing with an ImportError traceba
 
 from __future__ import annotations
 
-import sys
-
 from ..deps import require_torch
-from ..errors import DependencyError
-from ._common import EXIT_BAD_INPUT
+from ._common import EXIT_OK, run
 
 
 def export() -> int:
     """``scconv-export``."""
-    try:
-        require_torch("scconv-export")
-    except DependencyError as err:
-        print(f"scconv-export: error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    code = run(lambda: require_torch("scconv-export") or EXIT_OK, "scconv-export")
+    if code != EXIT_OK:
+        return code
     from .export import main
 
     return main()

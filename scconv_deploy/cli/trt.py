@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EngineError
+from ..golden import golden_beside
 from ..lint import lint_onnx
 from ..lint.support import MAJORS
 from ..trt import (
@@ -151,7 +152,7 @@ def _lint_target(wanted: int | None, installed: str | None) -> tuple[int, str | 
 def _golden_for(args: argparse.Namespace) -> Path | None:
     if args.no_check:
         return None
-    return Path(args.golden) if args.golden is not None else Path(args.model).with_suffix(".golden.npz")
+    return Path(args.golden) if args.golden is not None else golden_beside(Path(args.model))
 
 
 def _dry_run(plan: BuildPlan, golden_path: Path | None, twin: bool) -> None:

@@ -15,7 +15,7 @@ from torch import nn
 from .. import yolo
 from ..checkpoint import Checkpoint
 from ..convert import DeploySummary, deploy_summary, to_deploy
-from ..errors import ExportError
+from ..errors import ExportError, first_line
 from ..gates import GATE_PREFIX, MASK_PREFIX
 from ..tap import GateTap, flat_outputs
 from .graph import dynamic_axes
@@ -68,8 +68,7 @@ def run_once(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         with torch.no_grad():
             out = model(x)
     except Exception as err:  # user networks raise anything; the input shape is the usual cause
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ExportError(f"input shape {shape} does not fit the network: {first}") from err
+        raise ExportError(f"input shape {shape} does not fit the network: {first_line(err)}") from err
     outs = flat_outputs(out)
     kinds = sorted({type(o).__name__ for o in outs if not isinstance(o, torch.Tensor)})
     if kinds:

@@ -5,10 +5,7 @@ from .fp16 import emulate_fp16, to_fp16, to_naive_fp16
 from .gate_path import GatePath, gate_path
 from .int8 import output_layers, to_int8
 
-PRECISIONS = ("fp32", "fp16", "int8")
-
 __all__ = [
-    "PRECISIONS",
     "GatePath",
     "PrecisionCheck",
     "check_precision",

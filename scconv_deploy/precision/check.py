@@ -144,7 +144,7 @@ def block_local(
         session = cpu_session(sub, what=what)
         (mask,) = run_batched(session, x.astype(dtype), x_name, outputs=[mask_name], what=what)
         flipped = spec.decisions(mask) != golden.decisions[b]
-        beyond = flipped & ~golden.ties[b]
+        beyond = flipped & (golden.classes[b] > 0)  # not a tie
         blocks.append(BlockLocal(spec.name, int(flipped.size), int(flipped.sum()), int(beyond.sum())))
     return blocks
 

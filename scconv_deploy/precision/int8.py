@@ -41,9 +41,11 @@ def _chunks(inputs: np.ndarray, batch: int, fixed: int | None) -> list[np.ndarra
     that would skew the ranges; equal sizes also keep ONNX Runtime's histogram calibrators
     (percentile, entropy), which stack the batches, from failing on a short last one."""
     size = fixed if fixed is not None else min(batch, len(inputs))
-    reps = -(-size // len(inputs))  # enough copies to fill one batch
-    padded = np.concatenate([inputs, *([inputs] * reps)])
-    return [padded[i : i + size] for i in range(0, len(inputs), size)]
+    chunks = [inputs[i : i + size] for i in range(0, len(inputs), size)]  # views, no copy
+    short = size - len(chunks[-1])
+    if short:  # the inputs again from the first, cyclically (np.resize), as many as the last one lacks
+        chunks[-1] = np.concatenate([chunks[-1], np.resize(inputs, (short, *inputs.shape[1:]))])
+    return chunks
 
 
 def _reader(chunks: list[np.ndarray], name: str, progress):

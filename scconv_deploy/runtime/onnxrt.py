@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..deps import require_onnxruntime
-from ..errors import EngineError, ModelError
+from ..errors import EngineError, ModelError, first_line
 from .base import Model, TensorSpec, parse_metadata
 from .providers import (
     CPU_PROVIDER,
@@ -60,10 +60,6 @@ def _spec(arg) -> TensorSpec:
         raise ModelError(f"tensor {arg.name!r} has type {arg.type}, which numpy cannot hold")
     shape = tuple(d if isinstance(d, int) and d >= 0 else None for d in arg.shape)
     return TensorSpec(arg.name, np.dtype(dtype), shape)
-
-
-def _first_line(err: BaseException) -> str:
-    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
 def _bounded(spec: TensorSpec, facts: OnnxFacts, max_batch: int) -> TensorSpec:
@@ -117,7 +113,7 @@ class OnnxrtModel(Model):
         try:
             session = ort.InferenceSession(str(path), options, providers=configured)
         except Exception as err:  # onnxruntime raises its own Fail/InvalidGraph/... types
-            raise ModelError(f"ONNX Runtime cannot load {path}: {_first_line(err)}") from err
+            raise ModelError(f"ONNX Runtime cannot load {path}: {first_line(err)}") from err
         used = session.get_providers()
         for missing in check_active(path.name, names, used, allow_fallback):
             logger.warning("%s: %s did not load; running on %s (allowed)", path.name, missing, used)
@@ -128,7 +124,6 @@ class OnnxrtModel(Model):
         if len(inputs) != 1:
             raise ModelError(f"{path.name} has {len(inputs)} inputs; the runtime serves single-input models")
         self.providers = used
-        self.provider_options = dict(configured)
         self._session = session
         self._output_names = [o.name for o in session.get_outputs()]
         spec = _spec(inputs[0])
@@ -144,7 +139,7 @@ class OnnxrtModel(Model):
         try:
             results = session.run(None, {self.input_spec.name: x})
         except Exception as err:  # shapes are validated; what is left is the runtime's own failure
-            raise ModelError(f"ONNX Runtime failed on {self.path.name}: {_first_line(err)}") from err
+            raise ModelError(f"ONNX Runtime failed on {self.path.name}: {first_line(err)}") from err
         return dict(zip(self._output_names, results, strict=True))
 
     def _close(self) -> None:

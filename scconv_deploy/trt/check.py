@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import VerificationError
 from ..gates import MASK_PREFIX
-from ..golden import Golden
+from ..golden import Golden, golden_beside
 from ..verify import Run, VerificationResult, compare
 from ..verify.forced import FORCE_PREFIX
 from ..verify.tolerance import Tolerance, tolerance_for
@@ -181,20 +181,11 @@ def verify_engine(
     return result
 
 
-def check_golden_source(golden: Golden, onnx_metadata: dict[str, str], golden_path: Path) -> None:
-    """Refuse golden data made from another checkpoint than the engine's ONNX."""
-    want, have = onnx_metadata.get("source.sha256"), golden.meta.get("source.sha256")
-    if want and have and want != have:
-        raise VerificationError(
-            f"{golden_path} was made from checkpoint sha256 {have[:12]}…, the engine's ONNX from {want[:12]}…"
-        )
-
-
 def find_golden(plan_path: Path, sidecar: dict[str, Any] | None) -> Path:
     """``MODEL.golden.npz`` beside the plan, else beside the ONNX the sidecar names (relative to the plan)."""
-    candidates = [plan_path.with_suffix(".golden.npz")]
+    candidates = [golden_beside(plan_path)]
     if sidecar is not None:
-        candidates.append((plan_path.parent / sidecar["onnx"]["file"]).with_suffix(".golden.npz"))
+        candidates.append(golden_beside(plan_path.parent / sidecar["onnx"]["file"]))
     for path in candidates:
         if path.is_file():
             return path
@@ -247,7 +238,7 @@ def verify_plan(
         path = Path(golden_path) if golden_path is not None else find_golden(plan_path, sidecar)
         golden = Golden.load(path)
         if sidecar is not None:
-            check_golden_source(golden, sidecar["onnx"]["metadata"], path)
+            golden.check_source(sidecar["onnx"]["metadata"], "the engine's ONNX", str(path))
         precision = sidecar["precision"]["kind"] if sidecar else "FP32"
         twin = tensors = None
         twin_file = twin_path(plan_path)

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from types import ModuleType
 
-from ..errors import DependencyError, EngineError, ScconvDeployError
+from ..errors import DependencyError, EngineError, ScconvDeployError, first_line
 from .cuda import CudaDevice, require_cuda
 
 _logger = logging.getLogger("scconv_deploy.trt")
@@ -34,11 +34,6 @@ INSTALL_TRT = (
 )
 # Driver needed for each CUDA major the TensorRT wheels are built for.
 DRIVER_FOR_CUDA = {12: "r535", 13: "r580"}
-
-
-def first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0].strip() if text else type(err).__name__
 
 
 def require_tensorrt() -> ModuleType:

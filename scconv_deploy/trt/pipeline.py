@@ -25,7 +25,7 @@ from ..gates import MASK_METADATA_KEY
 from ..golden import Golden
 from ..verify import VerificationResult
 from .build import BuiltEngine, build_engine
-from .check import check_fits, check_golden_source, engine_tolerance, verification_record, verify_engine
+from .check import check_fits, engine_tolerance, verification_record, verify_engine
 from .plan import BuildPlan
 from .runner import Engine, TensorSpec
 from .twin import for_engine, remove_twin, twin_plan
@@ -91,7 +91,7 @@ def load_golden_for(plan: BuildPlan, path: Path) -> Golden:
     if len(plan.inputs) != 1:
         raise EngineError("the check runs one-input models: pass --no-check")
     golden = Golden.load(path)
-    check_golden_source(golden, plan.metadata, path)
+    golden.check_source(plan.metadata, "the engine's ONNX", str(path))
     ((name, shapes),) = plan.profile.items()
     check_fits(
         name, TensorSpec(shapes.min, shapes.opt, shapes.max, np.dtype(plan.inputs[0].dtype)), golden.inputs

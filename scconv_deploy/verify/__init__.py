@@ -5,7 +5,8 @@
 tolerances per precision. Needs numpy, onnx and onnxruntime — not PyTorch.
 """
 
-from .artefact import golden_beside, verify_file
+from ..golden import golden_beside
+from .artefact import verify_file
 from .compare import BlockFlips, OutputError, Run, VerificationResult, View, compare
 from .forced import FORCE_PREFIX, ForcedGraph, forced_graph
 from .ort_check import artefact_precision, run_deployed, run_forced, verification_level, verify_onnx

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import onnx
+from onnx.external_data_helper import load_external_data_for_model
+
 from .._files import read_onnx
 from ..errors import ModelError, VerificationError
-from ..golden import Golden
+from ..golden import Golden, golden_beside
 from ..ort_cpu import OrtFailure
 from .compare import VerificationResult
-from .ort_check import verify_onnx
+from .ort_check import artefact_precision, verify_onnx
 from .tolerance import Tolerance, tolerance_for
-
-
-def golden_beside(artefact: Path) -> Path:
-    """Where ``scconv-export`` writes an artefact's golden data: ``model.onnx`` → ``model.golden.npz``."""
-    return artefact.with_suffix(".golden.npz")
 
 
 def verify_file(
@@ -41,13 +39,12 @@ def verify_file(
         hint = "" if golden is not None else " (looked beside the model): pass --golden FILE"
         raise VerificationError(f"no golden data at {golden_path}{hint}")
     model = read_onnx(artefact, ModelError)
-    if any(t.data_location == 1 for t in model.graph.initializer):  # external data: load it too
-        import onnx
-
-        model = onnx.load(str(artefact))
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+        try:  # the weights stored beside the graph, read into the graph already parsed
+            load_external_data_for_model(model, str(artefact.parent))
+        except OSError as err:
+            raise ModelError(f"{artefact}: its external data cannot be read ({err.strerror or err})") from err
     data = Golden.load(golden_path)
-    from .ort_check import artefact_precision
-
     precision = precision or artefact_precision(model)
     tolerance: Tolerance = tolerance_for(precision).with_overrides(rtol, atol)
     try:

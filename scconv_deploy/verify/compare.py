@@ -284,8 +284,8 @@ def _forced_flips(golden: Golden, masks: list[np.ndarray], real_class: int) -> l
 
 def _deployed_flips(
     golden: Golden, masks: list[np.ndarray], real_class: int
-) -> tuple[list[BlockFlips], np.ndarray, np.ndarray]:
-    """End-to-end flips; samples that diverged; samples whose divergence began with a real flip.
+) -> tuple[list[BlockFlips], np.ndarray]:
+    """End-to-end flips (real ones counted where a sample's divergence began) and the samples that diverged.
 
     A flip changes that block's output, so every later block of the sample may legitimately
     decide differently: only the first block that flips in a sample says whether the sample's
@@ -294,7 +294,7 @@ def _deployed_flips(
     n = golden.samples
     flipped = _flipped(golden, masks)
     if not flipped:  # a network without SCConv blocks decides nothing
-        return [], np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+        return [], np.zeros(n, dtype=bool)
     real = [f & (c >= real_class) for f, c in zip(flipped, golden.classes, strict=True)]
     any_flip = np.stack([f.reshape(n, -1).any(axis=1) for f in flipped], axis=1)
     any_real = np.stack([r.reshape(n, -1).any(axis=1) for r in real], axis=1)
@@ -305,10 +305,10 @@ def _deployed_flips(
     for b, (f, r) in enumerate(zip(flipped, real, strict=True)):
         starts_here = real_samples & (first == b)
         blocks.append(_block_flips(golden, b, f, int(r[starts_here].sum()), np.flatnonzero(starts_here)))
-    return blocks, diverged, real_samples
+    return blocks, diverged
 
 
-def _top1(golden: Golden, outputs: list[np.ndarray]) -> float | None:
+def top1_agreement(golden: Golden, outputs: list[np.ndarray]) -> float | None:
     """Top-1 agreement when the first output is a batch of class scores (N, classes)."""
     ref = golden.outputs[0]
     if ref.ndim != 2 or ref.shape[1] < 2:
@@ -348,13 +348,13 @@ def _forced_view(golden: Golden, run: Run, tolerance: Tolerance, real_class: int
         compared=list(range(golden.samples)),
         outputs=output_errors(golden, run.outputs, every, tolerance),
         flips=flips,
-        top1_agreement=_top1(golden, run.outputs),
+        top1_agreement=top1_agreement(golden, run.outputs),
     )
 
 
 def _deployed_view(golden: Golden, run: Run, tolerance: Tolerance, real_class: int) -> View:
     if run.masks is not None:
-        flips, diverged, _ = _deployed_flips(golden, run.masks, real_class)
+        flips, diverged = _deployed_flips(golden, run.masks, real_class)
         held = ~diverged
     else:
         flips = None
@@ -367,7 +367,7 @@ def _deployed_view(golden: Golden, run: Run, tolerance: Tolerance, real_class: i
         flips=flips,
         diverged=np.flatnonzero(diverged).tolist(),
         diverged_outputs=output_errors(golden, run.outputs, diverged, tolerance) if diverged.any() else [],
-        top1_agreement=_top1(golden, run.outputs),
+        top1_agreement=top1_agreement(golden, run.outputs),
     )
 
 

@@ -22,7 +22,7 @@ from ..errors import VerificationError
 from ..gates import MASK_PREFIX, expose_tensors, mask_tensor_names, with_mask_outputs
 from ..golden import Golden
 from ..ort_cpu import cpu_session, run_batched
-from .compare import Run, VerificationResult, compare, output_errors
+from .compare import Run, VerificationResult, compare, output_errors, top1_agreement
 from .forced import forced_graph
 from .tolerance import Tolerance
 
@@ -51,12 +51,7 @@ def check_golden_matches(model: onnx.ModelProto, golden: Golden) -> None:
             f"the golden data's SCConv blocks ({len(want)}) are not the model's ({len(masks)}): "
             f"pass the golden file written with this model"
         )
-    meta = {p.key: p.value for p in model.metadata_props}
-    have, theirs = meta.get("source.sha256"), golden.meta.get("source.sha256")
-    if have and theirs and have != theirs:
-        raise VerificationError(
-            f"the golden data was made from checkpoint sha256 {theirs[:12]}…, the model from {have[:12]}…"
-        )
+    golden.check_source({p.key: p.value for p in model.metadata_props}, "the model")
     (arg,) = model.graph.input
     dims = arg.type.tensor_type.shape.dim
     sample = golden.inputs.shape[1:]
@@ -138,7 +133,7 @@ class KernelNote:
     """The INT8 artefact as ONNX Runtime's fused integer kernels compute it on this CPU."""
 
     cpu: str
-    vnni: bool
+    vnni: bool  # int8 dot-product instructions: without them, saturation is the known cause
     max_scaled_error: float  # largest error over channel scale, against PyTorch
     top1_agreement: float | None
     qdq_top1_agreement: float | None  # the same, with Q/DQ semantics (the verdict's run)
@@ -153,12 +148,15 @@ class KernelNote:
         head = f"ONNX Runtime's own int8 kernels on this CPU ({self.cpu}): {top1}"
         if not self.degraded:
             return head
-        advice = (
-            "this CPU lacks int8 dot-product instructions (VNNI) and its u8s8 kernels saturate; "
-            "for ONNX Runtime on such CPUs export with --precision int8-cpu (7-bit weights)"
-            if precision == "int8"
-            else "the CPU variant still loses accuracy here: run it with graph optimisation 'basic'"
-        )
+        if precision != "int8":
+            advice = "the CPU variant still loses accuracy here: run it with graph optimisation 'basic'"
+        elif not self.vnni:
+            advice = (
+                "this CPU lacks int8 dot-product instructions (VNNI) and its u8s8 kernels saturate; "
+                "for ONNX Runtime on such CPUs export with --precision int8-cpu (7-bit weights)"
+            )
+        else:
+            advice = "for ONNX Runtime on this CPU try --precision int8-cpu (7-bit weights)"
         return f"{head} — {advice}"
 
 
@@ -167,8 +165,7 @@ def int8_kernel_note(model: onnx.ModelProto, golden: Golden, reference: Run, pre
     fused = run_deployed(model, golden, optimization="all", masks=False)
     error = max(o.max_scaled for o in output_errors(golden, fused.outputs))
     ref_error = max(o.max_scaled for o in output_errors(golden, reference.outputs))
-    top1 = compare(golden, deployed=fused, precision=precision).deployed.top1_agreement
-    ref_top1 = compare(golden, deployed=Run(reference.outputs), precision=precision).deployed.top1_agreement
+    top1, ref_top1 = top1_agreement(golden, fused.outputs), top1_agreement(golden, reference.outputs)
     worse_top1 = top1 is not None and ref_top1 is not None and top1 < ref_top1 - 0.01
     degraded = worse_top1 or error > 2 * ref_error + 0.05
     return KernelNote(cpu_description(), has_vnni(), error, top1, ref_top1, bool(degraded))
@@ -180,8 +177,6 @@ def verify_onnx(
     *,
     precision: str | None = None,
     tolerance: Tolerance | None = None,
-    deployed: bool = True,
-    kernel_note: bool = True,
     progress: Progress | None = None,
 ) -> VerificationResult:
     """Verify an exported ONNX artefact against ``golden`` in ONNX Runtime (see the module docstring).
@@ -195,9 +190,9 @@ def verify_onnx(
     check_golden_matches(model, golden)
     level = verification_level(precision)
     forced = run_forced(model, golden, optimization=level, progress=progress)
-    free = run_deployed(model, golden, optimization=level, progress=progress) if deployed else None
+    free = run_deployed(model, golden, optimization=level, progress=progress)
     result = compare(golden, forced, free, precision=precision, tolerance=tolerance)
-    if precision.startswith("int8") and kernel_note and free is not None:
+    if precision.startswith("int8"):
         note = int8_kernel_note(model, golden, free, precision)
         result.notes.append(note.text(precision))
         logger.info("int8 kernels on this CPU: %s", note)
