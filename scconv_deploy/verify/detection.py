@@ -24,10 +24,10 @@ score error and IoU of the found pairs. Numpy only: it runs where the artefacts 
 
 The precision check reports it and holds nothing to it (README, "Ultralytics YOLO", has the
 measurements): it is taken as deployed, where gate flips at ties are legitimate and rounding
-moves boxes across the cut-offs — FP16 artefacts that pass every check lose 0.3-1.3 % of the
-fixtures' detections — and it does not order artefacts as their arithmetic does (an INT8
-artefact whose outputs are off by 0.17 of their scale kept more detections than three that
-pass). The verdict stays the decision-forced comparison of every output.
+moves boxes across the cut-offs — FP16 artefacts that pass every check lose 0.3-1.0 % of the
+fixtures' detections — and it does not order artefacts as their arithmetic does (INT8 artefacts
+with half the output error find up to 1 % fewer of PyTorch's boxes; ``benchmarks/yolo_precision.py``).
+The verdict stays the decision-forced comparison of every output.
 """
 
 from __future__ import annotations
