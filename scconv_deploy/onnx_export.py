@@ -29,7 +29,7 @@ from ._version import __version__
 from .checkpoint import Checkpoint, load_checkpoint
 from .errors import ExportError
 from .gates import GATE_METADATA_KEY, MASK_METADATA_KEY
-from .golden import Golden, golden_beside
+from .golden import golden_beside
 from .pipeline.check import Fp32Check, check_fp32
 from .pipeline.data import Inputs, select_inputs
 from .pipeline.graph import (
@@ -45,6 +45,7 @@ from .pipeline.network import Network, default_dynamic, default_int8_outputs, pr
 from .pipeline.options import DEFAULT_OPSET, ExportOptions, parse_input_shape
 from .pipeline.result import ExportResult, build_report
 from .precision import PrecisionCheck, check_precision, output_layers, to_fp16, to_int8
+from .precision.check import block_input_names
 from .stages import StageListener, Stages
 from .verify.tolerance import tolerance_for
 
@@ -150,10 +151,13 @@ def _reduce_precision(
 
 
 def _check_precision(
-    fp32: onnx.ModelProto, artefact: onnx.ModelProto, golden: Golden, options: ExportOptions, stages: Stages
+    fp32: onnx.ModelProto, artefact: onnx.ModelProto, check: Fp32Check, options: ExportOptions, stages: Stages
 ) -> PrecisionCheck:
     tolerance = tolerance_for(options.precision).with_overrides(options.rtol, options.atol)
-    return check_precision(fp32, artefact, golden, options.precision, tolerance=tolerance, stages=stages)
+    fp32_run = check.verification.runs["forced"]  # exposes the gate path's FP32 inputs
+    return check_precision(
+        fp32, artefact, check.golden, options.precision, tolerance=tolerance, fp32_run=fp32_run, stages=stages
+    )
 
 
 def _write(
@@ -231,6 +235,8 @@ def export_onnx(
             opts.tie_guard,
             stages,
             other_size=opts.dynamic == "batch+hw",
+            # the gate path's FP32 inputs for the precision check, read in the same run
+            expose=block_input_names(fp32) if opts.precision != "fp32" else None,
         )
         check.golden.meta = {"source.sha256": ckpt.sha256, "data": inputs.check_source, "onnx": out_path.name}
     artefact, float_layers = _reduce_precision(fp32, network, opts, inputs, stages)
@@ -240,7 +246,7 @@ def export_onnx(
     )
     precision_check = None
     if check is not None and opts.precision != "fp32":
-        precision_check = _check_precision(fp32, artefact, check.golden, opts, stages)
+        precision_check = _check_precision(fp32, artefact, check, opts, stages)
     with stages.stage("lint"):
         from .lint import lint_onnx
 

@@ -46,15 +46,19 @@ def check_fp32(
     stages: Stages,
     *,
     other_size: bool,
+    expose: list[str] | None = None,
 ) -> Fp32Check:
-    """Golden data on ``inputs``, and the shipped graph verified against it (see the module docstring)."""
+    """Golden data on ``inputs``, and the shipped graph verified against it (see the module docstring);
+    ``expose`` names tensors read in the decision-forced run (``verification.runs["forced"].tensors``)."""
     names = network.output_names
     with stages.stage("golden data", total=len(inputs)) as advance:
         golden = make_golden(network.deployed, inputs, names, tie_guard, progress=advance)
     with stages.stage("original network"):
         conversion = conversion_error(network.original, golden)
     with stages.stage("check", total=2 * len(inputs)) as advance:
-        verification = verify_onnx(shipped, golden, precision="fp32", tolerance=tolerance, progress=advance)
+        verification = verify_onnx(
+            shipped, golden, precision="fp32", tolerance=tolerance, expose=expose, progress=advance
+        )
     check = Fp32Check(golden, verification, conversion)
     if other_size:
         with stages.stage("check at another size"):

@@ -114,11 +114,21 @@ def _local_text(blocks: list[BlockLocal]) -> str:
     return f"{flipped}/{gates} flipped, {beyond} beyond the tie guard"
 
 
-def fp32_block_inputs(fp32: onnx.ModelProto, golden: Golden) -> list[np.ndarray]:
-    """Each SRU's input in the FP32 export, run with PyTorch's decisions (so it is PyTorch's input)."""
-    names = list(gate_path(fp32).block_inputs)
-    run = run_forced(fp32, golden, expose=[n for n in names if n != fp32.graph.input[0].name])
-    return [golden.inputs if n == fp32.graph.input[0].name else run.tensors[n] for n in names]
+def block_input_names(fp32: onnx.ModelProto) -> list[str]:
+    """The SRU inputs of the FP32 export that a forced run must expose for ``fp32_block_inputs`` (a block
+    reading the graph input itself needs none)."""
+    return [n for n in gate_path(fp32).block_inputs if n != fp32.graph.input[0].name]
+
+
+def fp32_block_inputs(fp32: onnx.ModelProto, golden: Golden, forced: Run | None = None) -> list[np.ndarray]:
+    """Each SRU's input in the FP32 export, run with PyTorch's decisions (so it is PyTorch's input).
+
+    ``forced`` is such a run already made, exposing ``block_input_names(fp32)`` (the export's FP32
+    check); without it the FP32 graph is run here."""
+    if forced is None:
+        forced = run_forced(fp32, golden, expose=block_input_names(fp32))
+    first = fp32.graph.input[0].name
+    return [golden.inputs if n == first else forced.tensors[n] for n in gate_path(fp32).block_inputs]
 
 
 def block_local(
@@ -157,13 +167,15 @@ def check_precision(
     *,
     tolerance: Tolerance | None = None,
     counterfactual: bool = True,
+    fp32_run: Run | None = None,
     stages: Stages | None = None,
 ) -> PrecisionCheck:
     """Check ``artefact`` ("fp16", "int8" or "int8-cpu") against the FP32 export's golden data.
 
     Fails when the artefact (or, for FP16, its emulation) fails verification, or when a gate path
-    fed FP32 inputs flips a gate that is not a tie. ``stages`` (optional) names and times each
-    part and reports its progress.
+    fed FP32 inputs flips a gate that is not a tie. ``fp32_run`` is the FP32 export's decision-forced
+    run, where one was made exposing ``block_input_names(fp32)`` (else the gate path's FP32 inputs
+    are computed here). ``stages`` (optional) names and times each part and reports its progress.
     """
     stages = stages or Stages()
     runs = 2 * golden.samples  # decisions forced, then as deployed
@@ -172,7 +184,7 @@ def check_precision(
         result = verify_onnx(artefact, golden, precision=precision, tolerance=tolerance, progress=advance)
         detection = _detections(golden, result, metadata)
     with stages.stage("gate path on FP32 inputs"):
-        inputs = fp32_block_inputs(fp32, golden)
+        inputs = fp32_block_inputs(fp32, golden, fp32_run)
         check = PrecisionCheck(precision, result, block_local(artefact, golden, inputs), detection=detection)
     if precision == "fp16":
         with stages.stage("fp16 emulation", total=runs) as advance:

@@ -177,19 +177,21 @@ def verify_onnx(
     *,
     precision: str | None = None,
     tolerance: Tolerance | None = None,
+    expose: list[str] | None = None,
     progress: Progress | None = None,
 ) -> VerificationResult:
     """Verify an exported ONNX artefact against ``golden`` in ONNX Runtime (see the module docstring).
 
     ``precision`` defaults to the artefact's metadata; ``tolerance`` to that precision's.
-    ``progress`` gets the number of samples done in each run. Raises ``VerificationError`` when
-    the golden data does not belong to the model, ``ort_cpu.OrtFailure`` when ONNX Runtime cannot
-    run it; a mismatch is a failed result, not an error.
+    ``expose`` names intermediate tensors read in the decision-forced run
+    (``result.runs["forced"].tensors``). ``progress`` gets the number of samples done in each run.
+    Raises ``VerificationError`` when the golden data does not belong to the model,
+    ``ort_cpu.OrtFailure`` when ONNX Runtime cannot run it; a mismatch is a failed result, not an error.
     """
     precision = precision or artefact_precision(model)
     check_golden_matches(model, golden)
     level = verification_level(precision)
-    forced = run_forced(model, golden, optimization=level, progress=progress)
+    forced = run_forced(model, golden, optimization=level, expose=expose, progress=progress)
     free = run_deployed(model, golden, optimization=level, progress=progress)
     result = compare(golden, forced, free, precision=precision, tolerance=tolerance)
     if precision.startswith("int8"):
