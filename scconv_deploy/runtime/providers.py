@@ -16,7 +16,6 @@ as ``(name, options)`` pairs in ``providers``, win over these.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from pathlib import Path
 
 from ..deps import installed_onnxruntimes
 from ..errors import DependencyError, ModelError
-from ..trt.onnx_file import OnnxInput, export_shapes, load_onnx, read_inputs, read_metadata
+from ..trt.onnx_file import OnnxInput, export_shapes, load_onnx, model_sha256, read_inputs, read_metadata
 from ..trt.onnx_precision import onnx_precision
 
 TENSORRT, CUDA, CPU = "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"
@@ -90,10 +89,11 @@ class OnnxFacts:
     sha256: str
 
     @classmethod
-    def read(cls, path: Path) -> OnnxFacts:
+    def read(cls, path: str | Path) -> OnnxFacts:
+        path = Path(path)
         model = load_onnx(path)
         inputs = read_inputs(model)
-        digest = hashlib.sha256(model.SerializeToString()).hexdigest()
+        digest = model_sha256(path, model)  # engine caches are keyed on it: external weights count
         return cls(inputs, export_shapes(inputs, read_metadata(model)), onnx_precision(model).kind, digest)
 
 

@@ -62,9 +62,25 @@ def load_onnx(path: str | Path) -> onnx.ModelProto:
     return read_onnx(Path(path), EngineError)
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+def file_sha256(path: Path, digest=None) -> str:
+    """sha256 of a file, read in blocks (``digest``: a hashlib object to feed instead of a new one)."""
+    digest = digest if digest is not None else hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
+    return digest.hexdigest()
+
+
+def model_sha256(path: Path, model: onnx.ModelProto) -> str:
+    """sha256 of an ONNX file and of the external data files its tensors name (``model``: the file's
+    graph, as ``load_onnx`` reads it): what changes whenever the network computes something else."""
+    from ..lint.graph import external_location, stored_tensors
+
+    digest = hashlib.sha256()
+    file_sha256(path, digest)
+    files = {loc for t in stored_tensors(model.graph) if (loc := external_location(t)) is not None}
+    for name in sorted(files):
+        data = path.parent / name
+        if data.is_file():  # a missing file fails where the weights are read, with its own error
+            file_sha256(data, digest)
     return digest.hexdigest()

@@ -210,6 +210,23 @@ def test_engine_caches_are_kept_apart_per_model_and_onnx_runtime(demo_onnx, tmp_
     assert len({a, b, c}) == 3 and a.endswith("-ort1.31.1")
 
 
+def test_an_engine_cache_follows_the_weights_stored_beside_the_model(demo_onnx, tmp_path):
+    """A model whose weights live in an external data file gets a new engine cache when they change."""
+    path = tmp_path / "m.onnx"
+    onnx.save(
+        onnx.load(demo_onnx("batch")), path, save_as_external_data=True, location="m.data", size_threshold=0
+    )
+
+    def cache() -> str:
+        return tensorrt_options(OnnxFacts.read(path), 8, tmp_path, "1.31.1")["trt_engine_cache_path"]
+
+    before = cache()
+    data = bytearray((tmp_path / "m.data").read_bytes())
+    data[-1] ^= 1  # one weight's last byte: the .onnx file itself is unchanged
+    (tmp_path / "m.data").write_bytes(bytes(data))
+    assert cache() != before
+
+
 def test_the_server_passes_its_batch_limit_and_fallback_choice_to_the_runtime(onnx_path, monkeypatch, capsys):
     from scconv_deploy.cli import serve
     from scconv_deploy.errors import ModelError
