@@ -1,4 +1,6 @@
-"""Atomic output files: everything is written to a temp file beside its target and renamed at the end.
+"""Files: atomic outputs, ONNX reading, the cache folder.
+
+Everything is written to a temp file beside its target and renamed at the end.
 
 A command that fails half-way leaves no partial output behind: ``Staging`` collects the temp
 files of one operation and either renames them all (``commit``) or deletes them all (``abort``).
@@ -14,6 +16,11 @@ from types import TracebackType
 import onnx
 
 from .errors import ScconvDeployError
+
+
+def cache_root() -> Path:
+    """``$XDG_CACHE_HOME/scconv-deploy`` (or ``~/.cache/scconv-deploy``): where caches live by default."""
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "scconv-deploy"
 
 
 def check_writable_dir(target: Path, error: type[ScconvDeployError]) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 import onnx
 
 from ._cpu import cpu_description
-from ._files import Staging, check_writable_dir
+from ._files import Staging, cache_root, check_writable_dir
 from ._version import __version__
 from .checkpoint import Checkpoint, load_checkpoint
 from .errors import ExportError
@@ -56,9 +56,7 @@ __all__ = ["DEFAULT_OPSET", "ExportOptions", "ExportResult", "export_onnx", "par
 
 def default_cache_dir() -> Path:
     """Where INT8 calibration results are cached: ``$XDG_CACHE_HOME/scconv-deploy`` (or ~/.cache)."""
-    import os
-
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "scconv-deploy"
+    return cache_root()
 
 
 def _targets(out_path: Path, options: ExportOptions) -> dict[str, Path]:

@@ -16,11 +16,11 @@ as ``(name, options)`` pairs in ``providers``, win over these.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._files import cache_root
 from ..deps import installed_onnxruntimes
 from ..errors import DependencyError, ModelError
 from ..trt.onnx_file import OnnxInput, export_shapes, load_onnx, model_sha256, read_inputs, read_metadata
@@ -123,11 +123,7 @@ def profile_shapes(facts: OnnxFacts, max_batch: int) -> dict[str, tuple[tuple[in
 
 def default_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/scconv-deploy/onnxruntime-tensorrt`` (or under ~/.cache)."""
-    return (
-        Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-        / "scconv-deploy"
-        / "onnxruntime-tensorrt"
-    )
+    return cache_root() / "onnxruntime-tensorrt"
 
 
 def tensorrt_options(facts: OnnxFacts, max_batch: int, cache_dir: Path, ort_version: str) -> dict[str, str]:

@@ -228,7 +228,8 @@ def twin_tensors(
     twin_file: Path, twin: dict[str, Any] | None, plan_path: Path, engine: dict[str, Any] | None
 ) -> tuple[list[str], list[str]]:
     """(force inputs, mask outputs) of the twin at ``twin_file``, refused in one line unless its sidecar
-    ``twin`` says it is the verification twin of the plan at ``plan_path`` (whose sidecar is ``engine``)."""
+    ``twin`` says it is the verification twin of the plan at ``plan_path`` (whose sidecar is ``engine``,
+    its plan hash checked against the file's bytes when the plan was loaded: not hashed again here)."""
     twin = twin or {}
     of = twin.get("verification_twin")
     if not of:
@@ -237,7 +238,8 @@ def twin_tensors(
             f"or rebuild {plan_path.name} with scconv-trt build"
         )
     same_onnx = engine is None or engine["onnx"]["sha256"] == twin["onnx"]["sha256"]
-    if of.get("plan_sha256") != file_sha256(plan_path) or not same_onnx:
+    plan_sha256 = engine["plan"]["sha256"] if engine is not None else file_sha256(plan_path)
+    if of.get("plan_sha256") != plan_sha256 or not same_onnx:
         raise VerificationError(
             f"{twin_file} is the verification twin of another build of {plan_path.name}: rebuild both "
             "with scconv-trt build, or remove the twin"
