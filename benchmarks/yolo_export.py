@@ -40,6 +40,14 @@ SPECS = (
 TARGET_S = 60.0  # the issue's budget for export plus check with default settings, 2 cores
 
 
+def user_project(folder: Path, images: int) -> tuple[YoloProject, Path]:
+    """A user's Ultralytics project in ``folder`` (networks built on request) and a folder of ``images``
+    drawn images, with Ultralytics' settings kept inside ``folder``."""
+    ultralytics_env(folder / "ultralytics_config")
+    (folder / "project").mkdir()
+    return YoloProject(folder / "project"), write_images(folder / "images", images)
+
+
 def run_export(project: YoloProject, spec: Spec, size: int, tag: str, options: tuple[str, ...] = ()) -> dict:
     """``scconv-export best.pt --onnx --trust --input-shape 1,3,S,S OPTIONS`` in a fresh process from the
     project folder (output ``exports/<network>-<size>-<tag>.onnx``): its wall time and report."""
@@ -87,10 +95,7 @@ def main() -> None:
     load_before = os.getloadavg()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        ultralytics_env(Path(tmp) / "ultralytics_config")
-        (Path(tmp) / "project").mkdir()
-        project = YoloProject(Path(tmp) / "project")
-        images = write_images(Path(tmp) / "images", 32)
+        project, images = user_project(Path(tmp), 32)
         for spec in SPECS:
             for precision in args.precision:
                 options = (

@@ -19,18 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 
-from yolo_export import SPECS, run_export
+from yolo_export import SPECS, run_export, user_project  # puts tests/ (yolo_project) on the path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from scconv_deploy._cpu import cpu_description  # noqa: E402
-
-from yolo_project import YoloProject, ultralytics_env, write_images  # noqa: E402
+from scconv_deploy._cpu import cpu_description
 
 ARTEFACTS = {  # label -> scconv-export options
     "fp16": ("--precision", "fp16"),
@@ -63,10 +57,7 @@ def main() -> None:
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        ultralytics_env(Path(tmp) / "ultralytics_config")
-        (Path(tmp) / "project").mkdir()
-        project = YoloProject(Path(tmp) / "project")
-        images = write_images(Path(tmp) / "images", args.images)
+        project, images = user_project(Path(tmp), args.images)
         for spec in SPECS:
             for label, options in ARTEFACTS.items():
                 tag = label.replace(", ", "-").replace(" ", "-")
