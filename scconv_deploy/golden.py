@@ -63,6 +63,10 @@ class Golden:
     margins: np.ndarray  # (N, blocks) smallest |r - t| of each sample in each block
     tie_guard: float = DEFAULT_TIE_GUARD
     meta: dict = field(default_factory=dict)
+    # Per block, the gate values r PyTorch computed (float32, shape of the decisions). Held in memory
+    # by golden data made in this process, for the check of the gate arithmetic itself; not saved
+    # (the file keeps the margin classes), so a loaded Golden has None.
+    gate_values: list[np.ndarray] | None = field(default=None, repr=False)
 
     @property
     def samples(self) -> int:

@@ -102,14 +102,18 @@ def make_golden(
     columns = [np.concatenate(parts) for parts in zip(*chunks, strict=True)]
     outputs, values = columns[:n_out], columns[n_out:]
     edges = margin_edges(tie_guard)
-    decisions, classes, margins = [], [], []
+    decisions, classes, margins, gate_values = [], [], [], []
     for spec, tensor in zip(tap.specs, values, strict=True):
-        m = np.abs(spec.values(tensor) - np.float32(spec.threshold))
+        r = spec.values(tensor)
+        m = np.abs(r - np.float32(spec.threshold))
         decisions.append(spec.decide(tensor))
         classes.append(margin_classes(m, edges))
         margins.append(m.reshape(len(m), -1).min(axis=1))
+        gate_values.append(r)
     margin_table = np.stack(margins, axis=1) if margins else np.zeros((len(inputs), 0), np.float32)
-    return Golden(inputs, outputs, output_names, tap.specs, decisions, classes, margin_table, tie_guard)
+    golden = Golden(inputs, outputs, output_names, tap.specs, decisions, classes, margin_table, tie_guard)
+    golden.gate_values = gate_values
+    return golden
 
 
 def conversion_error(original: nn.Module, golden: Golden, batch_size: int = 16) -> dict[str, float | int]:

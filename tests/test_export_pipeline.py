@@ -89,6 +89,20 @@ def test_both_exporters_verify_with_dynamic_batch_and_size(tmp_path, tie_checkpo
 
 
 @pytest.mark.parametrize("exporter", ["dynamo", "legacy"])
+def test_the_seed_norm_correction_follows_a_dynamic_height_and_width(tmp_path, digits_images, exporter):
+    # The correction sqrt(1 - 1/n) depends on H·W; a simplifier that folds it to a constant leaves
+    # every decision within the tie guard but moves the gate values by ~1e-4 at another size.
+    result = export_onnx(
+        DEMOS["seed"], tmp_path / "s.onnx", exporter=exporter, dynamic="batch+hw",
+        calib_data=digits_images, check_samples=8,
+    )
+    assert result.verified, result.verification.reasons
+    other = result.check.other_sizes[0]
+    assert other["passed"] and other["gate_error"] is not None and other["gate_error"] < 1e-5
+    assert max(result.verification.forced.gate_errors) < 1e-5
+
+
+@pytest.mark.parametrize("exporter", ["dynamo", "legacy"])
 def test_a_dynamic_axis_the_exporter_specialised_is_refused(tmp_path, capsys, exporter):
     ckpt = save_checkpoint(
         __import__("user_net").fixed_batch_net(), tmp_path / "f.pt", arch="user_net:fixed_batch_net"

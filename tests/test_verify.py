@@ -62,6 +62,40 @@ def test_wrong_outputs_fail_although_every_sample_holds_a_tie(golden, tamper):
     assert not result.passed and "beyond tolerance" in result.reasons[0]
 
 
+def _with_gate_values(golden):
+    """``golden`` as made in process: holding PyTorch's gate values (a loaded file holds none)."""
+    assert golden.gate_values is None
+    golden.gate_values = [np.full(d.shape, 0.75, np.float32) for d in golden.decisions]
+    return golden
+
+
+def _gates(golden, drift=0.0, block=0):
+    gates = [v.copy() for v in golden.gate_values]
+    gates[block][1, 0, 1, 1] += drift
+    return gates
+
+
+def test_fp32_holds_the_gate_values_themselves_with_decisions_forced(golden):
+    golden = _with_gate_values(golden)
+    exact = compare(golden, forced=Run(golden.outputs, _masks(golden), gates=_gates(golden, 1e-7)))
+    assert exact.passed and exact.forced.gate_errors[0] == pytest.approx(1e-7, abs=6e-8)  # float32 steps of 6e-8 at 0.75
+    # Below the tie guard, so no decision flips and the forced outputs match: only the values tell.
+    drift = compare(golden, forced=Run(golden.outputs, _masks(golden), gates=_gates(golden, 5e-5)))
+    assert not drift.passed and drift.forced.flipped == 0
+    assert drift.reasons == [
+        "gate values of b0.SRU differ from PyTorch's by up to 5e-05 with decisions forced "
+        "(allowed 1e-05): the arithmetic before the gate is not PyTorch's"
+    ]
+
+
+def test_reduced_precision_reports_gate_values_without_holding_them(golden):
+    golden = _with_gate_values(golden)
+    result = compare(
+        golden, forced=Run(golden.outputs, _masks(golden), gates=_gates(golden, 5e-3, 1)), precision="fp16"
+    )
+    assert result.passed and result.forced.gate_errors[1] == pytest.approx(5e-3, rel=1e-3)
+
+
 def test_a_tie_decided_the_other_way_is_counted_not_failed(golden):
     result = compare(golden, forced=Run(golden.outputs, _masks(golden, [(0, (2, 0, 0, 0))])))
     assert result.passed

@@ -95,11 +95,13 @@ def _conv_with(weight: torch.Tensor, bias: torch.Tensor | None, padding: int) ->
 def unbiased_correction(x: torch.Tensor, group_size: int) -> torch.Tensor:
     """``sqrt((n - 1) / n)``, ``n = group_size·H·W``: turns a biased group std into the seed's unbiased one.
 
-    Written as ``sqrt(1 - (1/group_size) / (H·W))``: the graph computes H·W and three scalar ops
-    (the only shape-dependent value of the export form; N, H and W stay dynamic).
+    Written as ``sqrt(1 - Reciprocal(H·W) · (1/group_size))``: the graph computes H·W and four
+    scalar ops (the only shape-dependent value of the export form; N, H and W stay dynamic). Not as
+    ``Div(1/group_size, H·W)``: onnxslim (0.1.98) folds a constant divided by a shape-derived value
+    to 0, which drops the correction from a graph with a dynamic height and width.
     """
     hw = torch.tensor(x.shape[2] * x.shape[3], dtype=x.dtype)
-    return torch.sqrt(1.0 - torch.div(torch.tensor(1.0 / group_size, dtype=x.dtype), hw))
+    return torch.sqrt(1.0 - torch.reciprocal(hw) * (1.0 / group_size))
 
 
 def swap_halves_index(channels: int, device: torch.device | None = None) -> torch.Tensor:

@@ -3,7 +3,9 @@
 Golden data comes from the export form run in PyTorch (outputs and decisions of one pass); the
 shipped ONNX is verified with PyTorch's decisions fed in (every sample compared) and as deployed
 (``verify.verify_onnx``). With a dynamic height and width the same is done at a second spatial
-size: the seed norm's unbiased correction is the graph's only shape-dependent value.
+size: the seed norm's unbiased correction is the graph's only shape-dependent value, and the gate
+values themselves are compared there (``Tolerance.gate_atol``), since a wrong correction moves them
+by less than the tie guard.
 """
 
 from __future__ import annotations
@@ -72,9 +74,11 @@ def _other_size(shipped: onnx.ModelProto, network: Network, golden: Golden, tole
     x = np.random.default_rng(1).standard_normal(shape, dtype=np.float32)
     sub = make_golden(network.deployed, x, golden.output_names, golden.tie_guard)
     result = verify_onnx(shipped, sub, precision="fp32", tolerance=tolerance)
+    errors = result.forced.gate_errors if result.forced is not None else None
     return {
         "shape": list(shape),
         "passed": result.passed,
         "compared": result.compared,
+        "gate_error": max(errors, default=0.0) if errors is not None else None,
         "reasons": result.reasons,
     }

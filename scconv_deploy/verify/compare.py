@@ -42,6 +42,7 @@ class Run:
     outputs: list[np.ndarray]
     masks: list[np.ndarray] | None = None
     tensors: dict[str, np.ndarray] = field(default_factory=dict)  # other tensors read in the same run
+    gates: list[np.ndarray] | None = None  # each block's gate tensor, where read
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ class View:
     diverged: list[int] = field(default_factory=list)  # as deployed: samples that took another decision
     diverged_outputs: list[OutputError] = field(default_factory=list)  # reported, not held
     top1_agreement: float | None = None
+    gate_errors: list[float] | None = None  # per block, largest |r - r_PyTorch| (where compared)
 
     @property
     def gates(self) -> int:
@@ -172,6 +174,8 @@ class VerificationResult:
             lines += [f"  {o.line()}" for o in self.forced.outputs]
             if self.forced.flips is not None:
                 lines.append(f"  gate decisions the artefact computes: {_flip_text(self.forced, self.edges)}")
+            if self.forced.gate_errors:
+                lines.append(f"  gate values: max |r - r_PyTorch| {max(self.forced.gate_errors):.2g}")
         d = self.deployed
         if d is not None:
             if d.flips is not None:
@@ -340,6 +344,16 @@ def _check_shapes(golden: Golden, run: Run, label: str) -> list[str]:
     return reasons
 
 
+def gate_errors(golden: Golden, gates: list[np.ndarray] | None) -> list[float] | None:
+    """Per block, the largest ``|r - r_PyTorch|`` of a run's gate tensors (None: nothing to compare)."""
+    if gates is None or golden.gate_values is None:
+        return None
+    return [
+        float(np.abs(spec.values(g).astype(np.float64) - want).max()) if want.size else 0.0
+        for spec, g, want in zip(golden.gates, gates, golden.gate_values, strict=True)
+    ]
+
+
 def _forced_view(golden: Golden, run: Run, tolerance: Tolerance, real_class: int) -> View:
     every = np.ones(golden.samples, dtype=bool)
     flips = _forced_flips(golden, run.masks, real_class) if run.masks is not None else None
@@ -349,6 +363,7 @@ def _forced_view(golden: Golden, run: Run, tolerance: Tolerance, real_class: int
         outputs=output_errors(golden, run.outputs, every, tolerance),
         flips=flips,
         top1_agreement=top1_agreement(golden, run.outputs),
+        gate_errors=gate_errors(golden, run.gates),
     )
 
 
@@ -401,6 +416,7 @@ def compare(
     if forced is not None:
         result.forced = _forced_view(golden, forced, tolerance, real_class)
         reasons += _view_reasons(result.forced, golden, real_class)
+        reasons += _gate_reasons(result.forced, golden, tolerance)
     if deployed is not None:
         result.deployed = view = _deployed_view(golden, deployed, tolerance, real_class)
         reasons += _view_reasons(view, golden, real_class)
@@ -435,6 +451,18 @@ def _view_reasons(view: View, golden: Golden, real_class: int) -> list[str]:
             f"(first in {worst.name}, samples {worst.samples_with_real_flips[:5]})"
         )
     return reasons
+
+
+def _gate_reasons(view: View, golden: Golden, tolerance: Tolerance) -> list[str]:
+    """Blocks whose gate values, with decisions forced, stray beyond ``tolerance.gate_atol``."""
+    if view.gate_errors is None or tolerance.gate_atol is None:
+        return []
+    return [
+        f"gate values of {spec.name} differ from PyTorch's by up to {err:.3g} with decisions forced "
+        f"(allowed {tolerance.gate_atol:g}): the arithmetic before the gate is not PyTorch's"
+        for spec, err in zip(golden.gates, view.gate_errors, strict=True)
+        if err > tolerance.gate_atol
+    ]
 
 
 def _margin_words(golden: Golden, real_class: int) -> str:

@@ -19,7 +19,7 @@ import onnx
 
 from .._cpu import cpu_description, has_vnni
 from ..errors import VerificationError
-from ..gates import MASK_PREFIX, expose_tensors, mask_tensor_names, with_mask_outputs
+from ..gates import MASK_PREFIX, expose_tensors, gate_tensor_names, mask_tensor_names, with_mask_outputs
 from ..golden import Golden
 from ..ort_cpu import cpu_session, run_batched
 from .compare import Run, VerificationResult, compare, output_errors, top1_agreement
@@ -74,15 +74,19 @@ def run_forced(
     *,
     optimization: str = "all",
     expose: list[str] | None = None,
+    gates: bool = False,
     progress: Progress | None = None,
 ) -> Run:
     """The artefact with PyTorch's decisions fed in: outputs, and the decisions it computes itself.
 
-    ``expose`` names intermediate tensors to read in the same run (``Run.tensors``).
+    ``expose`` names intermediate tensors to read in the same run (``Run.tensors``); ``gates`` reads
+    each block's gate tensor too (``Run.gates``).
     """
     graph = forced_graph(model)
+    gate_names = gate_tensor_names(model) if gates else []
     expose = list(expose or [])
-    runnable = expose_tensors(graph.model, expose) if expose else graph.model
+    reads = [*expose, *gate_names]
+    runnable = expose_tensors(graph.model, reads) if reads else graph.model
     session = cpu_session(runnable, optimization=optimization, what="the verification graph")
 
     def masks(rows: slice) -> dict[str, np.ndarray]:
@@ -91,7 +95,7 @@ def run_forced(
             for b, (name, dtype) in enumerate(zip(graph.force_inputs, graph.force_dtypes, strict=True))
         }
 
-    names = [*graph.output_names, *graph.mask_outputs, *expose]
+    names = [*graph.output_names, *graph.mask_outputs, *reads]
     results = run_batched(
         session,
         golden.inputs.astype(_input_dtype(model), copy=False),
@@ -102,8 +106,10 @@ def run_forced(
         what="the verification graph",
     )
     n, m = len(graph.output_names), len(graph.mask_outputs)
-    tensors = dict(zip(expose, results[n + m :], strict=True))
-    return Run([r.astype(np.float32) for r in results[:n]], results[n : n + m], tensors)
+    read = results[n + m :]
+    tensors = dict(zip(expose, read[: len(expose)], strict=True))
+    gate_values = read[len(expose) :] if gates else None
+    return Run([r.astype(np.float32) for r in results[:n]], results[n : n + m], tensors, gate_values)
 
 
 def run_deployed(
@@ -191,7 +197,8 @@ def verify_onnx(
     precision = precision or artefact_precision(model)
     check_golden_matches(model, golden)
     level = verification_level(precision)
-    forced = run_forced(model, golden, optimization=level, expose=expose, progress=progress)
+    gates = golden.gate_values is not None
+    forced = run_forced(model, golden, optimization=level, expose=expose, gates=gates, progress=progress)
     free = run_deployed(model, golden, optimization=level, progress=progress)
     result = compare(golden, forced, free, precision=precision, tolerance=tolerance)
     if precision.startswith("int8"):
