@@ -69,31 +69,35 @@ def _with_gate_values(golden):
     return golden
 
 
-def _gates(golden, drift=0.0, block=0):
+def _gates(golden, drift=0.0, block=0, where=(1, 0, 1, 1)):
     gates = [v.copy() for v in golden.gate_values]
-    gates[block][1, 0, 1, 1] += drift
+    gates[block][where] += drift
     return gates
 
 
 def test_fp32_holds_the_gate_values_themselves_with_decisions_forced(golden):
     golden = _with_gate_values(golden)
-    exact = compare(golden, forced=Run(golden.outputs, _masks(golden), gates=_gates(golden, 1e-7)))
-    assert exact.passed and exact.forced.gate_errors[0] == pytest.approx(1e-7, abs=6e-8)  # float32 steps of 6e-8 at 0.75
-    # Below the tie guard, so no decision flips and the forced outputs match: only the values tell.
-    drift = compare(golden, forced=Run(golden.outputs, _masks(golden), gates=_gates(golden, 5e-5)))
+    # One gate off by 6e-6 (the norm amplifying rounding where a group barely varies) passes ...
+    lone = compare(golden, forced=Run(golden.outputs, _masks(golden), gates=_gates(golden, 6e-6)))
+    assert lone.passed and lone.forced.gate_errors[0].max_abs == pytest.approx(6e-6, rel=0.02)
+    # ... every gate of a block off by 5e-6 does not, although that is below the tie guard, so no
+    # decision flips and the forced outputs match: only the values tell.
+    every = (slice(None),) * 4
+    drift = compare(golden, forced=Run(golden.outputs, _masks(golden), gates=_gates(golden, 5e-6, 0, every)))
     assert not drift.passed and drift.forced.flipped == 0
     assert drift.reasons == [
-        "gate values of b0.SRU differ from PyTorch's by up to 5e-05 with decisions forced "
-        "(allowed 1e-05): the arithmetic before the gate is not PyTorch's"
+        "gate values of b0.SRU differ from PyTorch's by 5.01e-06 on average (up to 5.01e-06) with "
+        "decisions forced, allowed 1e-06 on average: the arithmetic before the gate is not PyTorch's"
     ]
 
 
 def test_reduced_precision_reports_gate_values_without_holding_them(golden):
     golden = _with_gate_values(golden)
+    every = (slice(None),) * 4
     result = compare(
-        golden, forced=Run(golden.outputs, _masks(golden), gates=_gates(golden, 5e-3, 1)), precision="fp16"
+        golden, forced=Run(golden.outputs, _masks(golden), gates=_gates(golden, 5e-3, 1, every)), precision="fp16"
     )
-    assert result.passed and result.forced.gate_errors[1] == pytest.approx(5e-3, rel=1e-3)
+    assert result.passed and result.forced.gate_errors[1].mean_abs == pytest.approx(5e-3, rel=1e-3)
 
 
 def test_a_tie_decided_the_other_way_is_counted_not_failed(golden):

@@ -79,6 +79,6 @@ def _other_size(shipped: onnx.ModelProto, network: Network, golden: Golden, tole
         "shape": list(shape),
         "passed": result.passed,
         "compared": result.compared,
-        "gate_error": max(errors, default=0.0) if errors is not None else None,
+        "gate_error": max((e.mean_abs for e in errors), default=0.0) if errors is not None else None,
         "reasons": result.reasons,
     }

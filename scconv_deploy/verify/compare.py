@@ -46,6 +46,14 @@ class Run:
 
 
 @dataclass(frozen=True)
+class GateValueError:
+    """One block's gate values against PyTorch's, with decisions forced."""
+
+    max_abs: float
+    mean_abs: float  # held to ``Tolerance.gate_atol``
+
+
+@dataclass(frozen=True)
 class OutputError:
     """Error of one output over a set of samples."""
 
@@ -93,7 +101,7 @@ class View:
     diverged: list[int] = field(default_factory=list)  # as deployed: samples that took another decision
     diverged_outputs: list[OutputError] = field(default_factory=list)  # reported, not held
     top1_agreement: float | None = None
-    gate_errors: list[float] | None = None  # per block, largest |r - r_PyTorch| (where compared)
+    gate_errors: list[GateValueError] | None = None  # per block, where gate values were compared
 
     @property
     def gates(self) -> int:
@@ -174,8 +182,10 @@ class VerificationResult:
             lines += [f"  {o.line()}" for o in self.forced.outputs]
             if self.forced.flips is not None:
                 lines.append(f"  gate decisions the artefact computes: {_flip_text(self.forced, self.edges)}")
-            if self.forced.gate_errors:
-                lines.append(f"  gate values: max |r - r_PyTorch| {max(self.forced.gate_errors):.2g}")
+            if errors := self.forced.gate_errors:
+                worst = max(e.max_abs for e in errors)
+                mean = max(e.mean_abs for e in errors)
+                lines.append(f"  gate values |r - r_PyTorch|: mean {mean:.2g} (worst block), max {worst:.2g}")
         d = self.deployed
         if d is not None:
             if d.flips is not None:
@@ -344,14 +354,15 @@ def _check_shapes(golden: Golden, run: Run, label: str) -> list[str]:
     return reasons
 
 
-def gate_errors(golden: Golden, gates: list[np.ndarray] | None) -> list[float] | None:
-    """Per block, the largest ``|r - r_PyTorch|`` of a run's gate tensors (None: nothing to compare)."""
+def gate_errors(golden: Golden, gates: list[np.ndarray] | None) -> list[GateValueError] | None:
+    """Per block, ``|r - r_PyTorch|`` of a run's gate tensors (None: nothing to compare)."""
     if gates is None or golden.gate_values is None:
         return None
-    return [
-        float(np.abs(spec.values(g).astype(np.float64) - want).max()) if want.size else 0.0
-        for spec, g, want in zip(golden.gates, gates, golden.gate_values, strict=True)
-    ]
+    errors = []
+    for spec, got, want in zip(golden.gates, gates, golden.gate_values, strict=True):
+        diff = np.abs(spec.values(got).astype(np.float64) - want)
+        errors.append(GateValueError(float(diff.max(initial=0.0)), float(diff.mean()) if diff.size else 0.0))
+    return errors
 
 
 def _forced_view(golden: Golden, run: Run, tolerance: Tolerance, real_class: int) -> View:
@@ -458,10 +469,11 @@ def _gate_reasons(view: View, golden: Golden, tolerance: Tolerance) -> list[str]
     if view.gate_errors is None or tolerance.gate_atol is None:
         return []
     return [
-        f"gate values of {spec.name} differ from PyTorch's by up to {err:.3g} with decisions forced "
-        f"(allowed {tolerance.gate_atol:g}): the arithmetic before the gate is not PyTorch's"
+        f"gate values of {spec.name} differ from PyTorch's by {err.mean_abs:.3g} on average (up to "
+        f"{err.max_abs:.3g}) with decisions forced, allowed {tolerance.gate_atol:g} on average: "
+        f"the arithmetic before the gate is not PyTorch's"
         for spec, err in zip(golden.gates, view.gate_errors, strict=True)
-        if err > tolerance.gate_atol
+        if err.mean_abs > tolerance.gate_atol
     ]
 
 

@@ -7,9 +7,12 @@ single element: a detector's output mixes box coordinates (hundreds of pixels) a
 scores (0 to 1) in one tensor, and a score next to zero carries the rounding of its channel.
 
 ``gate_atol`` holds the gate values themselves (FP32 only): with the reference's decisions fed in,
-each block sees PyTorch's input, so its ``r`` must match PyTorch's to float32 rounding. Flips alone
-miss an error in the arithmetic before a gate that stays below the tie guard everywhere (a dropped
-seed-norm correction moves ``r`` by ~1e-4), and FP32 holds every flip outside the guard.
+each block sees PyTorch's input, so its ``r`` matches PyTorch's to float32 rounding — except where
+a group's spread is tiny against its values, and the norm amplifies that rounding (single gates of
+an untrained ResNet-50 differ by up to 6.6e-6). So the mean over a block is held: 1.1e-7 at most
+on the demo models and an untrained SCConv-ResNet-50, against 1.6e-6 to 8.6e-6 for a seed norm
+whose unbiased correction a graph simplifier had dropped — an error flips alone miss, since it
+keeps every flip below the tie guard.
 
 ``flip_margin`` separates gate flips that precision explains from real ones: with the
 reference's decisions fed in, an artefact still computes its own decision at every gate; where
@@ -36,8 +39,8 @@ class Tolerance:
     atol: float  # absolute
     stol: float  # fraction of the output channel's scale (largest |golden| in the channel)
     flip_margin: float | None  # gate flips at golden margin >= this fail; None: only ties may flip
-    # Largest |r_artefact - r_PyTorch| with decisions forced, where the gate values are compared
-    # (golden data made in this process); None: not held (reduced precision rounds the block inputs).
+    # Largest mean |r_artefact - r_PyTorch| of a block with decisions forced, where gate values are
+    # compared (golden data made in this process); None: not held (reduced precision rounds inputs).
     gate_atol: float | None = None
 
     def allowed(self, golden: np.ndarray, scale: np.ndarray) -> np.ndarray:
@@ -58,7 +61,7 @@ class Tolerance:
 
 
 TOLERANCES = {
-    "fp32": Tolerance(rtol=1e-4, atol=1e-5, stol=1e-4, flip_margin=None, gate_atol=1e-5),
+    "fp32": Tolerance(rtol=1e-4, atol=1e-5, stol=1e-4, flip_margin=None, gate_atol=1e-6),
     "fp16": Tolerance(rtol=1e-2, atol=1e-3, stol=1e-2, flip_margin=1e-2),
     "int8": Tolerance(rtol=1e-1, atol=1e-2, stol=1e-1, flip_margin=1e-1),
 }
