@@ -11,6 +11,8 @@ Forms:
 
 * ``exact`` — ``to_deploy(gates="exact")``: sigmoid, then ``Ceil(t - r)``;
 * ``fast`` — ``to_deploy(gates="fast")``: ``Ceil`` of the norm's affine output ``k·(logit(t) - z)``;
+* ``exact-muladd``, ``fast-muladd`` — both forms with the group norm's affine as a ``Mul`` and an
+  ``Add`` (as before ``export_form.channel_affine`` made it one ``BatchNormalization``);
 * ``fast-stats`` — the fast decision from group statistics without the normalised map: mean and
   variance per group (``ReduceMean`` of ``x`` and of the squared deviations), then the per-sample,
   per-channel ``a·x + b``;
@@ -99,6 +101,15 @@ class ThresholdSRU(ExportSRU):
         return self.decision_bias / self.margin_scale
 
 
+class MulAddSRU(ExportSRU):
+    """The group norm's affine as its own ``Mul`` and ``Add`` (the form before ``channel_affine``)."""
+
+    def _normalised(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        if not self.torch_gn:
+            weight = weight * unbiased_correction(x, self.channels // self.group_num)
+        return F.group_norm(x, self.group_num, weight, bias, self.norm_eps)
+
+
 class UnsplitCRU(ExportCRU):
     """The squeeze convolutions over all channels, zero weights outside their half: no ``Split``."""
 
@@ -150,8 +161,16 @@ def fast(ref: ScConv) -> ExportScConv:
     return ExportScConv.from_reference(ref, gates="fast")
 
 
-def fast_stats(ref: ScConv, cls: type[ExportSRU] = StatsSRU) -> ExportScConv:
-    block = fast(ref)
+def exact_mul_add(ref: ScConv) -> ExportScConv:
+    return fast_stats(ref, MulAddSRU, exact)
+
+
+def fast_mul_add(ref: ScConv) -> ExportScConv:
+    return fast_stats(ref, MulAddSRU)
+
+
+def fast_stats(ref: ScConv, cls: type[ExportSRU] = StatsSRU, form=fast) -> ExportScConv:
+    block = form(ref)
     sru = copy.copy(block.SRU)
     sru.__class__ = cls
     return ExportScConv(sru, block.CRU, block.origin)
@@ -178,6 +197,8 @@ def fast_halves(ref: ScConv) -> ExportScConv:
 TRIALS = {
     "exact": exact,
     "fast": fast,
+    "exact-muladd": exact_mul_add,
+    "fast-muladd": fast_mul_add,
     "fast-stats": fast_stats,
     "fast-stats-1pass": fast_stats_one_pass,
     "fast-threshold": fast_threshold,

@@ -6,13 +6,14 @@ order rotating) so that load from other processes hits all of them alike:
 * ``plain``  — ``resnet50``;
 * ``naive``  — ``scconv_resnet50`` exported directly (the reference SCConv, no ``to_deploy``);
 * ``deploy`` — ``scconv_resnet50`` through ``to_deploy`` (the export form, fast gates);
-* ``deploy+shapes`` — the same ONNX file annotated with ONNX Runtime's symbolic shape inference
-  (``onnxruntime.tools.symbolic_shape_infer``; dims stay dynamic). ORT's own inference cannot
-  follow H and W through convolutions, and its blocked-layout (NCHWc) pass then cannot prove that
-  the residual ``Add`` after each SCConv bottleneck adds equal shapes, so it leaves that ``Add`` and
-  the ``Relu`` unfused; the annotation restores the fusion a plain ResNet gets;
-* ``exact+shapes`` — ``to_deploy(gates="exact")``, annotated alike: the gates that decide ties as
-  PyTorch rounds them;
+* ``deploy+shapes`` — the same ONNX file as ``scconv-export`` writes it: simplified by onnxslim and
+  annotated with ONNX Runtime's symbolic shape inference (``onnxruntime.tools.symbolic_shape_infer``;
+  dims stay dynamic). ORT's own inference cannot follow H and W through convolutions, and its
+  blocked-layout (NCHWc) pass then cannot prove that the residual ``Add`` after each SCConv
+  bottleneck adds equal shapes, so it leaves that ``Add`` and the ``Relu`` unfused; the annotation
+  restores the fusion a plain ResNet gets;
+* ``exact+shapes`` — ``to_deploy(gates="exact")`` (the default), written alike: the gates that
+  decide ties as PyTorch rounds them;
 * ``plain@pinned``, ``deploy@pinned`` — the dynamic files in sessions that pin N, H and W to the
   timed shape (``SessionOptions.add_free_dimension_override_by_name``): what a fixed-shape server
   gets, shape arithmetic folded away.
@@ -58,6 +59,7 @@ from scconv_deploy._cpu import cpu_description
 from scconv_deploy.models import create
 from scconv_deploy.models.macs import count_macs
 from scconv_deploy.onnx_export import annotate_shapes
+from scconv_deploy.pipeline.graph import simplify
 
 #: candidate -> (exported model it runs, whether its session pins N/H/W, the plain row it is compared to)
 CANDIDATES = {
@@ -106,20 +108,23 @@ def block_nodes(model: torch.nn.Module, exporter: str) -> list[dict[str, object]
         block = model.get_submodule(name)
         data, _ = export_onnx(block, torch.randn(1, *shape[1:]), exporter)
         ops = op_counts(data)
+        shipped = op_counts(simplify(onnx.load_from_string(data)))
         seen[key] = {
             "channels": shape[1],
             "size": shape[2],
             "blocks": 1,
             "nodes": sum(ops.values()),
             "nodes_without_constant": sum(v for k, v in ops.items() if k != "Constant"),
+            "shipped_without_constant": sum(v for k, v in shipped.items() if k != "Constant"),
             "ops": dict(sorted(ops.items())),
         }
     return list(seen.values())
 
 
-def with_symbolic_shapes(model: bytes) -> bytes:
-    """``model`` with every tensor's shape annotated by ORT's symbolic shape inference (dims stay dynamic)."""
-    return annotate_shapes(onnx.load_from_string(model)).SerializeToString()
+def as_shipped(model: bytes) -> bytes:
+    """``model`` as ``scconv-export`` writes it: onnxslim, then every tensor's shape annotated by ORT's
+    symbolic shape inference (dims stay dynamic)."""
+    return annotate_shapes(simplify(onnx.load_from_string(model))).SerializeToString()
 
 
 def pinned_options(shape: tuple[int, ...]) -> ort.SessionOptions:
@@ -153,10 +158,11 @@ def main() -> None:
         exported[name], export_s[name] = data, seconds
         nodes[name] = sum(op_counts(data).values())
         print(f"exported {name:6} with {args.exporter}: {seconds:6.1f} s, {nodes[name]} nodes")
-    exported["deploy+shapes"] = with_symbolic_shapes(exported["deploy"])
-    nodes["deploy+shapes"] = nodes["deploy"]
-    exported["exact+shapes"] = with_symbolic_shapes(exported.pop("exact"))
-    nodes["exact+shapes"] = nodes.pop("exact")
+    exported["deploy+shapes"] = as_shipped(exported["deploy"])
+    exported["exact+shapes"] = as_shipped(exported.pop("exact"))
+    del nodes["exact"]
+    for name in ("deploy+shapes", "exact+shapes"):
+        nodes[name] = sum(op_counts(exported[name]).values())
     per_block = {form: block_nodes(models[form], args.exporter) for form in ("deploy", "exact")}
     so = session_options()
     dynamic = {name: make_session(data, so) for name, data in exported.items()}
@@ -230,10 +236,11 @@ def main() -> None:
                     fast["blocks"],
                     f"{fast['nodes']} | {exact['nodes']}",
                     f"{fast['nodes_without_constant']} | {exact['nodes_without_constant']}",
+                    f"{fast['shipped_without_constant']} | {exact['shipped_without_constant']}",
                 )
                 for fast, exact in zip(per_block["deploy"], per_block["exact"], strict=True)
             ],
-            ("block", "count", "ONNX nodes", "without Constant"),
+            ("block", "count", "ONNX nodes", "without Constant", "as written (onnxslim)"),
         )
     )
     print(f"{deploy_summary(models['deploy']).headline()}")

@@ -13,6 +13,10 @@ Forms: ``export`` (``to_deploy``, fast gates), ``exact`` (``to_deploy(gates="exa
     python benchmarks/profile_block.py --channels 256 --size 14 --forms export exact naive conv3x3
     python benchmarks/profile_block.py --model scconv_resnet50 --forms export naive
     python benchmarks/profile_block.py --model resnet50 --forms plain
+    python benchmarks/profile_block.py --model scconv_resnet50 --forms exact plain --as-written
+
+``--as-written`` profiles each graph as ``scconv-export`` writes it (onnxslim, then ORT's symbolic
+shape annotation, which lets ORT fuse a residual ``Add`` + ``Relu`` into the convolution before it).
 """
 
 from __future__ import annotations
@@ -25,12 +29,14 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
 from _ort import THREADS, export_onnx, make_session, op_counts, session_options, table
 
 from scconv_deploy import VARIANTS, ScConv, to_deploy
 from scconv_deploy._cpu import cpu_description
 from scconv_deploy.models import create
+from scconv_deploy.pipeline.graph import annotate_shapes, simplify
 
 BLOCK_FORMS = ("export", "exact", "naive", "conv3x3")
 MODEL_FORMS = ("export", "exact", "naive", "plain")
@@ -100,6 +106,9 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--exporter", default="legacy", choices=("legacy", "dynamo"))
     ap.add_argument("--json", type=Path, help="also write the breakdown as JSON")
+    ap.add_argument(
+        "--as-written", action="store_true", help="profile the graphs as scconv-export writes them"
+    )
     args = ap.parse_args()
     forms = args.forms or (["export", "naive"] if args.model else list(BLOCK_FORMS))
     allowed = MODEL_FORMS if args.model else BLOCK_FORMS
@@ -111,6 +120,11 @@ def main() -> None:
     print(f"{what}, batch {args.batch}; ORT profiler, {THREADS} threads, level ALL, {args.runs} runs each")
     print(f"CPU: {cpu_description()}; load average {os.getloadavg()[0]:.2f}")
     models = {form: export_onnx(candidate(form, args), x, args.exporter)[0] for form in forms}
+    if args.as_written:
+        models = {
+            k: annotate_shapes(simplify(onnx.load_from_string(v))).SerializeToString()
+            for k, v in models.items()
+        }
     results = {}
     for form, prof in profile(models, x.numpy(), args.runs, args.warmup).items():
         total = sum(p["us"] for p in prof.values())

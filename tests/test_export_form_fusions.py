@@ -189,12 +189,13 @@ def _legacy_nodes(module: nn.Module, channels: int) -> dict[str, int]:
 
 
 #: Ops of one seed block (C=64, legacy exporter, opset 20), Constant nodes aside, by gate form:
-#: seed correction sqrt(1 - Reciprocal(H·W)·(1/group_size)) — Shape, Gather, Shape, Gather, Mul, Cast,
-#: Reciprocal, Mul, Sub, Sqrt, Mul (scale), Unsqueeze (12; a Div there is folded away by onnxslim,
-#: see ``unbiased_correction``); group norm — Reshape, InstanceNormalization, Shape,
-#: Reshape, Mul, Add (6); gate — exact: Sigmoid, Sub, Ceil (3), fast: Ceil (1); gating — Mul, Sub,
-#: Gather, Add (4); CRU — Split, 2 squeeze Conv, merged GWC+PWC1 Conv, PWC2|identity Conv, 2
-#: GlobalAveragePool, Concat, Softmax, Split, Mul, Mul, Add (13).
+#: seed correction sqrt(1 - Reciprocal(H·W)·(1/group_size)) — Shape, Gather, Shape, Gather, Mul,
+#: Cast, Reciprocal, Mul, Sub, Sqrt, Mul (scale) (11; a Div there is folded away by onnxslim, see
+#: ``unbiased_correction``); group norm — Reshape, InstanceNormalization, Shape, Reshape, the bare
+#: norm's unit Mul and zero Add (which onnxslim and ONNX Runtime drop), BatchNormalization (the
+#: folded affine in one pass, ``channel_affine``) (7); gate — exact: Sigmoid, Sub, Ceil (3), fast:
+#: Ceil (1); gating — Mul, Sub, Gather, Add (4); CRU — Split, 2 squeeze Conv, merged GWC+PWC1
+#: Conv, PWC2|identity Conv, 2 GlobalAveragePool, Concat, Softmax, Split, Mul, Mul, Add (13).
 SEED_BLOCK_OPS = {"exact": 38, "fast": 36}
 
 
@@ -207,3 +208,4 @@ def test_node_count_of_one_block_does_not_grow(gates):
     assert "Sign" not in ops and "Concat" in ops and ops["Concat"] == 1  # only the pooled (N, 2C, 1, 1) one
     assert ops["Cast"] == 1  # H·W to float; no no-op casts around the fast gate's float32 decision
     assert ops.get("Sigmoid", 0) == (gates == "exact")  # the fast gate decides without it
+    assert ops["BatchNormalization"] == 1 and ops["Reciprocal"] == 1  # one-pass affine; slim-safe correction

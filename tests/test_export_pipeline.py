@@ -93,8 +93,12 @@ def test_the_seed_norm_correction_follows_a_dynamic_height_and_width(tmp_path, d
     # The correction sqrt(1 - 1/n) depends on H·W; a simplifier that folds it to a constant leaves
     # every decision within the tie guard but moves the gate values by ~1e-4 at another size.
     result = export_onnx(
-        DEMOS["seed"], tmp_path / "s.onnx", exporter=exporter, dynamic="batch+hw",
-        calib_data=digits_images, check_samples=8,
+        DEMOS["seed"],
+        tmp_path / "s.onnx",
+        exporter=exporter,
+        dynamic="batch+hw",
+        calib_data=digits_images,
+        check_samples=8,
     )
     assert result.verified, result.verification.reasons
     other = result.check.other_sizes[0]

@@ -95,7 +95,9 @@ def test_reduced_precision_reports_gate_values_without_holding_them(golden):
     golden = _with_gate_values(golden)
     every = (slice(None),) * 4
     result = compare(
-        golden, forced=Run(golden.outputs, _masks(golden), gates=_gates(golden, 5e-3, 1, every)), precision="fp16"
+        golden,
+        forced=Run(golden.outputs, _masks(golden), gates=_gates(golden, 5e-3, 1, every)),
+        precision="fp16",
     )
     assert result.passed and result.forced.gate_errors[1].mean_abs == pytest.approx(5e-3, rel=1e-3)
 

@@ -159,6 +159,16 @@ def softmax_fuse(y1: torch.Tensor, y2: torch.Tensor, channels: int) -> torch.Ten
     return y1 * s1 + y2 * s2
 
 
+def channel_affine(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``x·weight + bias`` per channel as one ``BatchNormalization`` (mean 0, variance 1, epsilon 0:
+    its ``1/sqrt(var + eps)`` is exactly 1), one pass over the map where a ``Mul`` and an ``Add`` take
+    two (ONNX Runtime drops the unit ``Mul``/zero ``Add`` of the bare group norm, onnxslim too).
+    ``weight`` may be computed in the graph (the seed norm's correction); TensorRT's parser takes a
+    computed one as element-wise layers.
+    """
+    return F.batch_norm(x, torch.zeros_like(bias), torch.ones_like(bias), weight, bias, False, 0.0, 0.0)
+
+
 def _as_dtype(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """``x`` in ``dtype``; ``x`` itself when it has it (exporters would record a no-op Cast)."""
     return x if x.dtype == dtype else x.to(dtype)
@@ -275,11 +285,14 @@ class ExportSRU(nn.Module):
         return self
 
     def _normalised(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        """``GN(x)·weight + bias`` (one group norm with that affine); for the seed norm, ``weight``
-        times its unbiased correction."""
+        """``GN(x)·weight + bias``; for the seed norm, ``weight`` times its unbiased correction.
+
+        The affine is one pass (``channel_affine``) after the bare group norm, not the ``Mul`` and
+        ``Add`` of a group norm with an affine.
+        """
         if not self.torch_gn:
             weight = weight * unbiased_correction(x, self.channels // self.group_num)
-        return F.group_norm(x, self.group_num, weight, bias, self.norm_eps)
+        return channel_affine(F.group_norm(x, self.group_num, None, None, self.norm_eps), weight, bias)
 
     def gate_input(self, x: torch.Tensor) -> torch.Tensor:
         """``z = GN(x) * w``, the sigmoid's input (both forms)."""

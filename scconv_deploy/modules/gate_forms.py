@@ -36,7 +36,7 @@ from ..errors import ConfigError
 
 GATE_FORMS = ("exact", "fast")
 #: The form ``to_deploy`` builds unless told otherwise (see the README's "The export form"): the exact
-#: one. The fast form saves 6-8 % of a block's kernel time, within a whole network's noise, and its
+#: one. The fast form saves 4-9 % of a block's kernel time, within a whole network's noise, and its
 #: margin scale ``k`` lies below FP16's normal range: an FP32 file with fast gates that a tool
 #: converts to FP16 by itself (TensorRT's weakly typed ``--fp16``, an FP16 converter without a block
 #: list) decides its gates badly, where exact gates keep working about as well as FP16 allows.
