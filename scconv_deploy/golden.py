@@ -12,7 +12,9 @@ Besides inputs and outputs it stores, per SRU block and gate element:
   then 1e-3, 1e-2, 1e-1): class 0 is a *tie*, which two correct runtimes may decide differently;
   a flip of a higher class says how far from its threshold the artefact moved a gate;
 
-and each sample's smallest margin per block (for plots and reports).
+and each sample's smallest margin per block (for plots and reports), and the gate values ``r``
+themselves at up to ``GATE_VALUE_SAMPLE`` elements of each block (``gate_value_index``), which an
+FP32 check holds with decisions forced (``verify.tolerance.Tolerance.gate_atol``).
 """
 
 from __future__ import annotations
@@ -40,6 +42,26 @@ DEFAULT_TIE_GUARD = 1e-4
 MARGIN_STEPS = (1e-3, 1e-2, 1e-1)
 
 
+#: Gate values kept per block: all of them up to this many, else this many elements drawn at random.
+GATE_VALUE_SAMPLE = 1 << 14
+
+
+def gate_value_index(size: int) -> np.ndarray | None:
+    """Which elements of a block's flattened gate tensor (all samples) golden data keeps the value of:
+    ``None`` for all of them, else sorted indices drawn with a seed fixed by ``size`` (so a check
+    with the same samples and shapes reads the same ones; random, so no stride aliases with a row)."""
+    if size <= GATE_VALUE_SAMPLE:
+        return None
+    return np.unique(np.random.default_rng(size).integers(0, size, GATE_VALUE_SAMPLE))
+
+
+def sample_gate_values(values: np.ndarray) -> np.ndarray:
+    """The kept elements (``gate_value_index``) of a block's gate values, flattened, as float32."""
+    flat = np.asarray(values, dtype=np.float32).reshape(-1)
+    index = gate_value_index(flat.size)
+    return flat if index is None else flat[index]
+
+
 def margin_edges(tie_guard: float) -> tuple[float, ...]:
     """Class boundaries of ``|r - t|``: the tie guard, then the steps above it."""
     if not 0 < tie_guard < 1:
@@ -63,9 +85,8 @@ class Golden:
     margins: np.ndarray  # (N, blocks) smallest |r - t| of each sample in each block
     tie_guard: float = DEFAULT_TIE_GUARD
     meta: dict = field(default_factory=dict)
-    # Per block, the gate values r PyTorch computed (float32, shape of the decisions). Held in memory
-    # by golden data made in this process, for the check of the gate arithmetic itself; not saved
-    # (the file keeps the margin classes), so a loaded Golden has None.
+    # Per block, the gate values r PyTorch computed at the kept elements (``sample_gate_values``),
+    # for the check of the gate arithmetic itself; None in files written before they were kept.
     gate_values: list[np.ndarray] | None = field(default=None, repr=False)
 
     @property
@@ -111,6 +132,8 @@ class Golden:
         for i, (d, c) in enumerate(zip(self.decisions, self.classes, strict=True)):
             arrays[f"decisions_{i}"] = np.packbits(d.reshape(len(d), -1), axis=1)
             arrays[f"classes_{i}"] = c
+        for i, values in enumerate(self.gate_values or []):
+            arrays[f"gate_values_{i}"] = values
         header = {
             "version": GOLDEN_VERSION,
             "output_names": self.output_names,
@@ -151,6 +174,11 @@ class Golden:
                     margins=data["margins"],
                     tie_guard=header["tie_guard"],
                     meta=header.get("meta", {}),
+                    gate_values=(
+                        [data[f"gate_values_{i}"] for i in range(len(shapes))]
+                        if shapes and "gate_values_0" in data.files
+                        else None
+                    ),
                 )
         except (OSError, KeyError, ValueError, json.JSONDecodeError) as err:
             raise VerificationError(f"{path} is not readable golden data: {err}") from err

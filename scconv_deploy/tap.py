@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from .gates import GateSpec
-from .golden import DEFAULT_TIE_GUARD, Golden, margin_classes, margin_edges
+from .golden import DEFAULT_TIE_GUARD, Golden, margin_classes, margin_edges, sample_gate_values
 from .modules.export_form import ExportSRU
 
 
@@ -109,11 +109,19 @@ def make_golden(
         decisions.append(spec.decide(tensor))
         classes.append(margin_classes(m, edges))
         margins.append(m.reshape(len(m), -1).min(axis=1))
-        gate_values.append(r)
+        gate_values.append(sample_gate_values(r))
     margin_table = np.stack(margins, axis=1) if margins else np.zeros((len(inputs), 0), np.float32)
-    golden = Golden(inputs, outputs, output_names, tap.specs, decisions, classes, margin_table, tie_guard)
-    golden.gate_values = gate_values
-    return golden
+    return Golden(
+        inputs,
+        outputs,
+        output_names,
+        tap.specs,
+        decisions,
+        classes,
+        margin_table,
+        tie_guard,
+        gate_values=gate_values,
+    )
 
 
 def conversion_error(original: nn.Module, golden: Golden, batch_size: int = 16) -> dict[str, float | int]:

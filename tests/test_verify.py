@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from scconv_deploy.gates import GateSpec
-from scconv_deploy.golden import Golden, margin_classes, margin_edges
+from scconv_deploy.golden import GATE_VALUE_SAMPLE, Golden, gate_value_index, margin_classes, margin_edges
 from scconv_deploy.verify import Run, compare, tolerance_for
 from scconv_deploy.verify.tolerance import channel_scale
 
@@ -63,16 +63,31 @@ def test_wrong_outputs_fail_although_every_sample_holds_a_tie(golden, tamper):
 
 
 def _with_gate_values(golden):
-    """``golden`` as made in process: holding PyTorch's gate values (a loaded file holds none)."""
-    assert golden.gate_values is None
-    golden.gate_values = [np.full(d.shape, 0.75, np.float32) for d in golden.decisions]
+    """``golden`` holding PyTorch's gate values (blocks this small keep every one, flattened)."""
+    assert golden.gate_values is None  # the fixture's file was written without them
+    golden.gate_values = [np.full(d.size, 0.75, np.float32) for d in golden.decisions]
     return golden
 
 
 def _gates(golden, drift=0.0, block=0, where=(1, 0, 1, 1)):
-    gates = [v.copy() for v in golden.gate_values]
+    """The gate tensors of a run: PyTorch's values, with ``drift`` added at ``where`` of ``block``."""
+    gates = [v.reshape(d.shape).copy() for v, d in zip(golden.gate_values, golden.decisions, strict=True)]
     gates[block][where] += drift
     return gates
+
+
+def test_golden_files_keep_the_gate_values_at_a_fixed_random_selection(golden, tmp_path):
+    golden = _with_gate_values(golden)
+    golden.save(tmp_path / "v.npz")
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(Golden.load(tmp_path / "v.npz").gate_values, golden.gate_values, strict=True)
+    )
+    assert gate_value_index(GATE_VALUE_SAMPLE) is None  # small blocks: every value
+    size = 64 * 32 * 32 * 32
+    index = gate_value_index(size)
+    assert np.array_equal(index, gate_value_index(size)) and len(index) > 0.9 * GATE_VALUE_SAMPLE
+    assert len(np.unique(index % 32)) == 32  # every column of a 32-wide map, not a stride's aliases
 
 
 def test_fp32_holds_the_gate_values_themselves_with_decisions_forced(golden):

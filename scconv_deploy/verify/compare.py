@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..golden import Golden
+from ..golden import Golden, sample_gate_values
 from .tolerance import Tolerance, channel_scale, tolerance_for
 
 #: Top-1 agreement with PyTorch a reduced-precision classifier must keep (run as deployed).
@@ -351,6 +351,12 @@ def _check_shapes(golden: Golden, run: Run, label: str) -> list[str]:
                 for spec, m, d in zip(golden.gates, run.masks, golden.decisions, strict=True)
                 if m.shape != d.shape
             ]
+    if run.gates is not None and golden.gate_values is not None:
+        reasons += [
+            f"{label}: gate tensor of {spec.name} has shape {g.shape}, golden {d.shape}"
+            for spec, g, d in zip(golden.gates, run.gates, golden.decisions, strict=True)
+            if g.shape != d.shape
+        ]
     return reasons
 
 
@@ -360,7 +366,7 @@ def gate_errors(golden: Golden, gates: list[np.ndarray] | None) -> list[GateValu
         return None
     errors = []
     for spec, got, want in zip(golden.gates, gates, golden.gate_values, strict=True):
-        diff = np.abs(spec.values(got).astype(np.float64) - want)
+        diff = np.abs(sample_gate_values(spec.values(got)).astype(np.float64) - want)
         errors.append(GateValueError(float(diff.max(initial=0.0)), float(diff.mean()) if diff.size else 0.0))
     return errors
 

@@ -39,8 +39,8 @@ class Tolerance:
     atol: float  # absolute
     stol: float  # fraction of the output channel's scale (largest |golden| in the channel)
     flip_margin: float | None  # gate flips at golden margin >= this fail; None: only ties may flip
-    # Largest mean |r_artefact - r_PyTorch| of a block with decisions forced, where gate values are
-    # compared (golden data made in this process); None: not held (reduced precision rounds inputs).
+    # Largest mean |r_artefact - r_PyTorch| of a block with decisions forced, where the golden data
+    # keeps gate values; None: not held (reduced precision rounds the block inputs).
     gate_atol: float | None = None
 
     def allowed(self, golden: np.ndarray, scale: np.ndarray) -> np.ndarray:
