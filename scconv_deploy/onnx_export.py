@@ -151,7 +151,7 @@ def _reduce_precision(
 def _check_precision(
     fp32: onnx.ModelProto, artefact: onnx.ModelProto, check: Fp32Check, options: ExportOptions, stages: Stages
 ) -> PrecisionCheck:
-    tolerance = tolerance_for(options.precision).with_overrides(options.rtol, options.atol)
+    tolerance = tolerance_for(options.precision).with_overrides(options.rtol, options.atol, options.gate_atol)
     fp32_run = check.verification.runs["forced"]  # exposes the gate path's FP32 inputs
     return check_precision(
         fp32, artefact, check.golden, options.precision, tolerance=tolerance, fp32_run=fp32_run, stages=stages
@@ -224,7 +224,7 @@ def export_onnx(
     onnx.checker.check_model(fp32)
     check = None
     if opts.check:
-        tolerance = tolerance_for("fp32").with_overrides(opts.rtol, opts.atol)
+        tolerance = tolerance_for("fp32").with_overrides(opts.rtol, opts.atol, opts.gate_atol)
         check = check_fp32(
             fp32,
             network,

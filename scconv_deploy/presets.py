@@ -32,6 +32,7 @@ PRESET_KEYS: dict[str, type | tuple[type, ...]] = {
     "tie_guard": float,
     "rtol": float,
     "atol": float,
+    "gate_atol": float,
 }
 
 

@@ -180,6 +180,7 @@ def test_pickled_user_network_needs_trust(tmp_path, capsys):
         ("demo", ["-o", "/nonexistent-dir/out.onnx"], "does not exist"),
         ("demo", ["--preset", "PRESET"], "unknown key 'batch_size'"),
         ("demo", ["--calib-data", "NOFILE"], "no such file"),
+        ("demo", ["--gate-atol=-1e-6"], "gate_atol=-1e-06 must not be negative"),
     ],
     ids=[
         "missing-file",
@@ -189,6 +190,7 @@ def test_pickled_user_network_needs_trust(tmp_path, capsys):
         "unwritable-dir",
         "unknown-preset-key",
         "missing-calib",
+        "negative-gate-tolerance",
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_no_files(tmp_path, capsys, setup, extra, message):

@@ -122,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--rtol", type=float, help="relative tolerance (default: the precision's, see README)")
     p.add_argument("--atol", type=float, help="absolute tolerance (default: the precision's, see README)")
+    p.add_argument(
+        "--gate-atol",
+        type=float,
+        help="FP32: largest mean gate-value error of a block (default 1e-6, see README)",
+    )
     p.add_argument("--trt", dest="trt_major", type=int, choices=(10, 11), help="TensorRT major to lint for")
     p.add_argument(
         "--trust", action="store_true", help="allow unpickling a whole network (runs code from the file)"

@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--golden", metavar="FILE", help="golden data (default: MODEL.golden.npz beside it)")
     p.add_argument("--rtol", type=float, help="relative tolerance (default: the precision's)")
     p.add_argument("--atol", type=float, help="absolute tolerance (default: the precision's)")
+    p.add_argument(
+        "--gate-atol", type=float, help="FP32: largest mean gate-value error of a block (default 1e-6)"
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     add_verbosity(p)
     return p
@@ -55,7 +58,12 @@ def main(argv: list[str] | None = None) -> int:
             stages.stage("verify") as advance,
         ):
             result, golden_path = verify_file(
-                args.artefact, args.golden, rtol=args.rtol, atol=args.atol, progress=advance
+                args.artefact,
+                args.golden,
+                rtol=args.rtol,
+                atol=args.atol,
+                gate_atol=args.gate_atol,
+                progress=advance,
             )
         if args.json:
             print(

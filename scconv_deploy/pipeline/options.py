@@ -76,6 +76,7 @@ class ExportOptions:
     tie_guard: float = DEFAULT_TIE_GUARD
     rtol: float | None = None  # default: the precision's tolerance
     atol: float | None = None
+    gate_atol: float | None = None  # FP32: a block's mean |r - r_PyTorch| (default: 1e-6)
     trt_major: int = 10
     plots_dir: str | Path | None = None
 
@@ -117,7 +118,7 @@ class ExportOptions:
             raise ExportError(f"calib_samples={self.calib_samples} must be at least 1")
         if not 0 < self.tie_guard < 1e-2:
             raise ExportError(f"tie_guard={self.tie_guard:g} must lie in (0, 0.01)")
-        for name in ("rtol", "atol"):
+        for name in ("rtol", "atol", "gate_atol"):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ExportError(f"{name}={value:g} must not be negative")

@@ -22,13 +22,14 @@ def verify_file(
     *,
     rtol: float | None = None,
     atol: float | None = None,
+    gate_atol: float | None = None,
     precision: str | None = None,
     progress=None,
 ) -> tuple[VerificationResult, Path]:
     """Verify an ONNX file (FP32, FP16 or INT8) against golden data; the result and the golden file used.
 
-    ``rtol``/``atol`` override the precision's defaults. Unreadable files, golden data of another
-    model and graphs ONNX Runtime refuses raise (``ModelError``/``VerificationError``); a mismatch
+    ``rtol``/``atol``/``gate_atol`` override the precision's defaults. Unreadable files, golden data
+    of another model and graphs ONNX Runtime refuses raise (``ModelError``/``VerificationError``); a mismatch
     is a result that did not pass.
     """
     artefact = Path(artefact)
@@ -46,7 +47,7 @@ def verify_file(
             raise ModelError(f"{artefact}: its external data cannot be read ({err.strerror or err})") from err
     data = Golden.load(golden_path)
     precision = precision or artefact_precision(model)
-    tolerance: Tolerance = tolerance_for(precision).with_overrides(rtol, atol)
+    tolerance: Tolerance = tolerance_for(precision).with_overrides(rtol, atol, gate_atol)
     try:
         result = verify_onnx(model, data, precision=precision, tolerance=tolerance, progress=progress)
     except OrtFailure as err:

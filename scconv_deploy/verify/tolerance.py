@@ -47,10 +47,16 @@ class Tolerance:
         """Per element: the largest admissible ``|a - g|``."""
         return self.atol + self.rtol * np.abs(golden) + self.stol * scale
 
-    def with_overrides(self, rtol: float | None = None, atol: float | None = None) -> Tolerance:
-        """This tolerance with ``rtol``/``atol`` replaced where given."""
+    def with_overrides(
+        self, rtol: float | None = None, atol: float | None = None, gate_atol: float | None = None
+    ) -> Tolerance:
+        """This tolerance with ``rtol``/``atol``/``gate_atol`` replaced where given (``gate_atol``
+        only where this precision holds gate values)."""
         return replace(
-            self, rtol=self.rtol if rtol is None else rtol, atol=self.atol if atol is None else atol
+            self,
+            rtol=self.rtol if rtol is None else rtol,
+            atol=self.atol if atol is None else atol,
+            gate_atol=self.gate_atol if gate_atol is None or self.gate_atol is None else gate_atol,
         )
 
     def to_dict(self) -> dict:
