@@ -24,6 +24,8 @@ Forms:
   ``Mul`` and ``Add``;
 * ``fast-unsplit`` — the fast form, and the CRU's two squeeze convolutions reading the whole SRU
   output (zero weights on the other half) instead of a ``Split`` into two copies;
+* ``fast-grouped`` — the fast form, and both squeeze convolutions as one grouped convolution
+  (``groups=2``) followed by a ``Split`` of its narrower output;
 * ``fast-halves`` — the fast form, and the SRU handing the CRU its two halves directly (``alpha``
   = 1/2): ``up = x_a + d``, ``low = x_b - d`` with ``d = x2_b - x2_a``, from a ``Split`` of ``x`` and
   of the gated part ``x2``, instead of the half swap (``Gather``), its ``Add`` and the CRU's ``Split``.
@@ -110,13 +112,20 @@ class MulAddSRU(ExportSRU):
         return F.group_norm(x, self.group_num, weight, bias, self.norm_eps)
 
 
-class UnsplitCRU(ExportCRU):
-    """The squeeze convolutions over all channels, zero weights outside their half: no ``Split``."""
+class TrialCRU(ExportCRU):
+    """An export-form CRU taking over another's convolutions and channel counts, to be changed."""
 
     def __init__(self, cru: ExportCRU) -> None:
         torch.nn.Module.__init__(self)
         self.__dict__.update({k: v for k, v in vars(cru).items() if not k.startswith("_")})
         self._modules = dict(cru._modules)
+
+
+class UnsplitCRU(TrialCRU):
+    """The squeeze convolutions over all channels, zero weights outside their half: no ``Split``."""
+
+    def __init__(self, cru: ExportCRU) -> None:
+        super().__init__(cru)
         self.squeeze1 = _padded(cru.squeeze1, 0, cru.low_channel)
         self.squeeze2 = _padded(cru.squeeze2, cru.up_channel, 0)
 
@@ -127,6 +136,24 @@ class UnsplitCRU(ExportCRU):
         pooled = torch.cat([F.adaptive_avg_pool2d(y1, 1), F.adaptive_avg_pool2d(y2, 1)], dim=1)
         s1, s2 = torch.split(torch.softmax(pooled, dim=1), [self.channels, self.channels], dim=1)
         return y1 * s1 + y2 * s2
+
+
+class GroupedCRU(TrialCRU):
+    """Both squeeze convolutions as one grouped convolution (``groups=2``), then a ``Split`` of its
+    narrower output: the full-width ``Split`` of the SRU output goes (needs ``alpha`` = 1/2)."""
+
+    def __init__(self, cru: ExportCRU) -> None:
+        super().__init__(cru)
+        weight = torch.cat([cru.squeeze1.weight, cru.squeeze2.weight]).detach()
+        self.squeeze = torch.nn.Conv2d(cru.up_channel + cru.low_channel, len(weight), 1, groups=2, bias=False)
+        with torch.no_grad():
+            self.squeeze.weight.copy_(weight)
+        self.squeezed = (cru.squeeze1.out_channels, cru.squeeze2.out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        up, low = torch.split(self.squeeze(x), list(self.squeezed), dim=1)
+        y1 = self.GWC(up) if self.PWC1 is None else self.GWC(up) + self.PWC1(up)
+        return softmax_fuse(y1, self.Y2(low), self.channels)
 
 
 class HalvesScConv(ExportScConv):
@@ -189,6 +216,11 @@ def fast_unsplit(ref: ScConv) -> ExportScConv:
     return ExportScConv(block.SRU, UnsplitCRU(block.CRU), block.origin)
 
 
+def fast_grouped(ref: ScConv) -> ExportScConv:
+    block = fast(ref)
+    return ExportScConv(block.SRU, GroupedCRU(block.CRU), block.origin)
+
+
 def fast_halves(ref: ScConv) -> ExportScConv:
     block = fast(ref)
     return HalvesScConv(block.SRU, block.CRU, block.origin)
@@ -203,6 +235,7 @@ TRIALS = {
     "fast-stats-1pass": fast_stats_one_pass,
     "fast-threshold": fast_threshold,
     "fast-unsplit": fast_unsplit,
+    "fast-grouped": fast_grouped,
     "fast-halves": fast_halves,
 }
 DEFAULT_JSON = Path(__file__).parent / "results" / "export_form_trials.json"

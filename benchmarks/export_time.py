@@ -18,7 +18,7 @@ import torch
 
 from scconv_deploy import to_deploy
 from scconv_deploy.models import create
-from scconv_deploy.onnx_export import _torch_export
+from scconv_deploy.pipeline.graph import torch_export
 
 
 def main() -> None:
@@ -37,7 +37,7 @@ def main() -> None:
     for _ in range(args.repeats):
         for name, model in candidates.items():  # interleaved
             start = time.perf_counter()
-            proto = _torch_export(model, x, ["output"], args.exporter, "batch", 18)
+            proto = torch_export(model, x, ["output"], args.exporter, "batch", 18)
             times[name].append(time.perf_counter() - start)
             nodes[name] = len(proto.graph.node)
     med = {k: statistics.median(v) for k, v in times.items()}

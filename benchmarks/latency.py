@@ -58,8 +58,7 @@ from scconv_deploy import ExportScConv, deploy_summary, to_deploy
 from scconv_deploy._cpu import cpu_description
 from scconv_deploy.models import create
 from scconv_deploy.models.macs import count_macs
-from scconv_deploy.onnx_export import annotate_shapes
-from scconv_deploy.pipeline.graph import simplify
+from scconv_deploy.pipeline.graph import simplify, simplify_and_annotate
 
 #: candidate -> (exported model it runs, whether its session pins N/H/W, the plain row it is compared to)
 CANDIDATES = {
@@ -124,7 +123,7 @@ def block_nodes(model: torch.nn.Module, exporter: str) -> list[dict[str, object]
 def as_shipped(model: bytes) -> bytes:
     """``model`` as ``scconv-export`` writes it: onnxslim, then every tensor's shape annotated by ORT's
     symbolic shape inference (dims stay dynamic)."""
-    return annotate_shapes(simplify(onnx.load_from_string(model))).SerializeToString()
+    return simplify_and_annotate(onnx.load_from_string(model)).SerializeToString()
 
 
 def pinned_options(shape: tuple[int, ...]) -> ort.SessionOptions:

@@ -36,7 +36,7 @@ from _ort import THREADS, export_onnx, make_session, op_counts, session_options,
 from scconv_deploy import VARIANTS, ScConv, to_deploy
 from scconv_deploy._cpu import cpu_description
 from scconv_deploy.models import create
-from scconv_deploy.pipeline.graph import annotate_shapes, simplify
+from scconv_deploy.pipeline.graph import simplify_and_annotate
 
 BLOCK_FORMS = ("export", "exact", "naive", "conv3x3")
 MODEL_FORMS = ("export", "exact", "naive", "plain")
@@ -122,8 +122,7 @@ def main() -> None:
     models = {form: export_onnx(candidate(form, args), x, args.exporter)[0] for form in forms}
     if args.as_written:
         models = {
-            k: annotate_shapes(simplify(onnx.load_from_string(v))).SerializeToString()
-            for k, v in models.items()
+            k: simplify_and_annotate(onnx.load_from_string(v)).SerializeToString() for k, v in models.items()
         }
     results = {}
     for form, prof in profile(models, x.numpy(), args.runs, args.warmup).items():

@@ -34,11 +34,10 @@ from .pipeline.check import Fp32Check, check_fp32
 from .pipeline.data import Inputs, select_inputs
 from .pipeline.graph import (
     INPUT_NAME,
-    annotate_shapes,
     check_dynamic_axes,
     set_metadata,
     shipped_graph,
-    simplify,
+    simplify_and_annotate,
     torch_export,
 )
 from .pipeline.network import Network, default_dynamic, default_int8_outputs, prepare_network
@@ -114,7 +113,7 @@ def _export_graph(network: Network, options: ExportOptions, stages: Stages) -> o
         )
     if options.simplify:
         with stages.stage("simplify"):
-            debug = annotate_shapes(simplify(debug))
+            debug = simplify_and_annotate(debug)
     shipped = shipped_graph(debug, len(network.output_names))
     with stages.stage("dynamic axes"):
         check_dynamic_axes(shipped, options.dynamic, network.shape, options.exporter)

@@ -3,9 +3,9 @@
 Golden data comes from the export form run in PyTorch (outputs and decisions of one pass); the
 shipped ONNX is verified with PyTorch's decisions fed in (every sample compared) and as deployed
 (``verify.verify_onnx``). With a dynamic height and width the same is done at a second spatial
-size: the seed norm's unbiased correction is the graph's only shape-dependent value, and the gate
-values themselves are compared there (``Tolerance.gate_atol``), since a wrong correction moves them
-by less than the tie guard.
+size: the seed norm's unbiased correction is the graph's only shape-dependent value. At both sizes
+the gate values themselves are held (``Tolerance.gate_atol``): a wrong correction moves them by
+less than the tie guard, so flips alone would not show it.
 """
 
 from __future__ import annotations

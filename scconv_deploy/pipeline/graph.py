@@ -135,6 +135,11 @@ def annotate_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
         return model
 
 
+def simplify_and_annotate(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The ``simplify`` stage of ``scconv-export``: onnxslim, then symbolic shapes (``annotate_shapes``)."""
+    return annotate_shapes(simplify(model))
+
+
 def shipped_graph(debug: onnx.ModelProto, outputs: int) -> onnx.ModelProto:
     """The debug graph minus its gate and mask outputs (the tensors still feed the network)."""
     model = onnx.ModelProto()

@@ -9,10 +9,10 @@ scores (0 to 1) in one tensor, and a score next to zero carries the rounding of 
 ``gate_atol`` holds the gate values themselves (FP32 only): with the reference's decisions fed in,
 each block sees PyTorch's input, so its ``r`` matches PyTorch's to float32 rounding — except where
 a group's spread is tiny against its values, and the norm amplifies that rounding (single gates of
-an untrained ResNet-50 differ by up to 6.6e-6). So the mean over a block is held: 1.1e-7 at most
-on the demo models and an untrained SCConv-ResNet-50, against 1.6e-6 to 8.6e-6 for a seed norm
-whose unbiased correction a graph simplifier had dropped — an error flips alone miss, since it
-keeps every flip below the tie guard.
+an untrained SCConv-ResNet-50 differ by up to 6.5e-6). So the mean over a block is held: 1.1e-7 at
+most on the demo models and an untrained SCConv-ResNet-50, against 1.7e-6 to 8.5e-6 for a seed
+norm whose unbiased correction a graph simplifier had dropped (``benchmarks/gate_values.py``) — an
+error flips alone miss, since it keeps every flip below the tie guard.
 
 ``flip_margin`` separates gate flips that precision explains from real ones: with the
 reference's decisions fed in, an artefact still computes its own decision at every gate; where
